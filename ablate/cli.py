@@ -1,0 +1,45 @@
+"""``python -m ablate``: one variant, or a Hydra multirun sweep of them."""
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from ablate.config import CONF_DIR, check_overrides
+from ablate.errors import ConfigError
+from ablate.record import CheckpointError
+
+log = logging.getLogger("ablate")
+USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _task(cfg: DictConfig) -> float | None:
+    from ablate.train import run  # after Hydra has parsed the command line, so --help stays fast
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        record = run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), sweep=hc.job.get("sweep_name"))
+    except USER_ERRORS as e:
+        if multirun:  # recorded as failed by run(); the sweep goes on
+            log.error("%s: %s", hc.runtime.output_dir, e)
+            return None
+        sys.exit(f"error: {e}")
+    except Exception:
+        if multirun:
+            log.exception("%s failed; the sweep goes on", hc.runtime.output_dir)
+            return None
+        raise
+    return record.get("top1")
+
+
+def main() -> None:
+    try:
+        check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    _task()

@@ -1,0 +1,61 @@
+"""torchrun support: process-group set-up from the environment torchrun provides."""
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ablate.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU); one process needs none."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` takes this process's GPU when there is one, else the CPU."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if name == "auto":
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    elif name == "cuda":
+        name = f"cuda:{local_rank}"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device={name!r} but no CUDA device is visible; use auto or cpu")
+        torch.cuda.set_device(device)
+    return device
+
+
+def broadcast(value: object, d: Dist) -> object:
+    """Rank 0's value on every rank."""
+    if d.world_size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_sum(values: list[float], d: Dist, device: torch.device) -> list[float]:
+    if d.world_size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()

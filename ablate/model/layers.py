@@ -1,0 +1,25 @@
+"""Normalisations and activations, by the names the config uses."""
+from functools import partial
+
+from timm.layers import GroupNorm1, LayerNorm2d
+from timm.models.metaformer import SquaredReLU, StarReLU
+from torch import nn
+
+from ablate.model.registry import Registry
+
+NORMS = Registry("norm")
+ACTS = Registry("act")
+
+# Modified LN (the paper's default) normalises over C, H, W: GroupNorm with one group.
+NORMS.register("mln")(partial(GroupNorm1, eps=1e-5))
+# Channel-only LN; eps 1e-5 as the authors' LayerNormChannel (timm's LayerNorm2d defaults to 1e-6).
+NORMS.register("ln")(partial(LayerNorm2d, eps=1e-5))
+NORMS.register("bn")(nn.BatchNorm2d)
+NORMS.register("none")(lambda dim: nn.Identity())
+
+ACTS.register("gelu")(nn.GELU)
+ACTS.register("relu")(nn.ReLU)
+ACTS.register("silu")(nn.SiLU)
+ACTS.register("hardswish")(nn.Hardswish)
+ACTS.register("starrelu")(StarReLU)
+ACTS.register("squared_relu")(SquaredReLU)

@@ -1,0 +1,144 @@
+"""Token mixers: the one part of a MetaFormer block that Table 5 swaps.
+
+Every mixer is built as ``cls(dim, pool_size=..., grid=(H, W))`` and maps a
+[B, C, H, W] map to one of the same shape; each takes only what it needs.
+"""
+import torch
+import torch.nn.functional as F
+from timm.layers import use_fused_attn
+from timm.models.metaformer import Pooling as TimmPooling
+from torch import nn
+
+from ablate.errors import ConfigError
+from ablate.model.registry import Registry
+
+MIXERS = Registry("mixer")
+
+
+@MIXERS.register("pooling")
+class Pooling(TimmPooling):
+    """PoolFormer's ``pool(x) - x`` (stride 1, padding k//2, padding not counted)."""
+
+    def __init__(self, dim: int, pool_size: int = 3, **_) -> None:
+        super().__init__(pool_size=pool_size)
+
+
+@MIXERS.register("avgpool")
+class AvgPool(nn.Module):
+    """Plain ``pool(x)``: the authors report it 0.2-0.3 below ``pool(x) - x`` (poolformer#1)."""
+
+    def __init__(self, dim: int, pool_size: int = 3, **_) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(pool_size, stride=1, padding=pool_size // 2, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+
+@MIXERS.register("identity")
+class Identity(nn.Identity):
+    """No token mixing; the block keeps its residual (the paper's IdentityFormer row)."""
+
+    def __init__(self, dim: int, **_) -> None:
+        super().__init__()
+
+
+@MIXERS.register("dwconv")
+class DWConv(nn.Conv2d):
+    """Depthwise conv with bias, kernel = pool size (3×3 matches the paper's 11.9M)."""
+
+    def __init__(self, dim: int, pool_size: int = 3, **_) -> None:
+        super().__init__(dim, dim, pool_size, padding=pool_size // 2, groups=dim)
+
+
+class _TokenMatrix(nn.Module):
+    """Mixes the N = H·W tokens with an N×N matrix shared by all channels: X' = W X."""
+
+    def __init__(self, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.grid = tuple(grid)
+
+    def mix(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        if (H, W) != self.grid:
+            raise ValueError(
+                f"{type(self).__name__} was built for a {self.grid[0]}×{self.grid[1]} token grid "
+                f"but got {H}×{W}: build the model with the input size it will see (data.img_size)")
+        return (x.reshape(B, C, H * W) @ weight.t()).reshape(B, C, H, W)
+
+
+@MIXERS.register("random")
+class RandomMixing(_TokenMatrix):
+    """The paper's frozen global random matrix: rows softmax(U[0,1)), never trained.
+
+    Kept as a parameter with ``requires_grad=False`` (as the authors' RandomMixing) so it
+    is saved with the model; ``model_stats`` counts it apart as frozen.
+    """
+
+    def __init__(self, dim: int, grid: tuple[int, int] = (7, 7), **_) -> None:
+        super().__init__(grid)
+        n = grid[0] * grid[1]
+        self.weight = nn.Parameter(torch.softmax(torch.rand(n, n), dim=-1), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(x, self.weight)
+
+
+@MIXERS.register("spatial_fc")
+class SpatialFC(_TokenMatrix):
+    """ResMLP-style learned N×N token map without bias, shared by channels (official metaformer.py)."""
+
+    def __init__(self, dim: int, grid: tuple[int, int] = (7, 7), **_) -> None:
+        super().__init__(grid)
+        n = grid[0] * grid[1]
+        self.proj = nn.Linear(n, n, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(x, self.proj.weight)
+
+
+@MIXERS.register("attention")
+class Attention(nn.Module):
+    """Multi-head self-attention as in the authors' hybrids: head dim 32, no qkv bias, proj with bias."""
+
+    def __init__(self, dim: int, head_dim: int = 32, **_) -> None:
+        super().__init__()
+        if dim % head_dim:
+            raise ConfigError(f"attention needs channels divisible by head_dim={head_dim}, got {dim}")
+        self.num_heads = dim // head_dim
+        self.head_dim = head_dim
+        self.fused_attn = use_fused_attn()
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        q, k, v = self.qkv(tokens).reshape(B, H * W, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.fused_attn:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = ((q * self.head_dim ** -0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
+        out = self.proj(out.transpose(1, 2).reshape(B, H * W, C))
+        return out.transpose(1, 2).reshape(B, C, H, W)
+
+
+@MIXERS.register("sepconv")
+class SepConv(nn.Module):
+    """ConvFormer's inverted separable conv (MetaFormer Baselines): 1×1 up ×2, act, 7×7 depthwise, 1×1 down."""
+
+    def __init__(self, dim: int, kernel_size: int = 7, expansion: int = 2, **_) -> None:
+        super().__init__()
+        hidden = dim * expansion
+        self.pwconv1 = nn.Conv2d(dim, hidden, 1, bias=False)
+        self.act = nn.GELU()
+        self.dwconv = nn.Conv2d(hidden, hidden, kernel_size, padding=kernel_size // 2, groups=hidden, bias=False)
+        self.pwconv2 = nn.Conv2d(hidden, dim, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pwconv2(self.dwconv(self.act(self.pwconv1(x))))
+
+
+# Mixers whose matrix is tied to the token count, and the ones that need a position embedding.
+GRID_BOUND = {"random", "spatial_fc"}
+NEEDS_POSITION = {"attention"}
