@@ -1,6 +1,14 @@
 """ablate: an ablation-study harness for MetaFormer vision models."""
-from ablate.config import compose
-from ablate.errors import ConfigError
-from ablate.model import build_model, model_stats
+from importlib import import_module
+from typing import Any
 
-__all__ = ["ConfigError", "build_model", "compose", "model_stats"]
+# Loaded on first use, so that `python -m ablate.report` need not import torch, timm and Hydra.
+_API = {"compose": "ablate.config", "ConfigError": "ablate.errors", "build_model": "ablate.model",
+        "model_stats": "ablate.model"}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'ablate' has no attribute {name!r}")
+    return getattr(import_module(_API[name]), name)

@@ -1,6 +1,10 @@
 """``python -m ablate``: one variant, or a Hydra multirun sweep of them."""
+import atexit
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -11,6 +15,7 @@ from omegaconf import DictConfig
 from ablate.config import CONF_DIR, check_overrides
 from ablate.errors import ConfigError
 from ablate.record import CheckpointError
+from ablate.sweep import sweep_dirname  # noqa: F401  (registers the resolvers the config's hydra dirs use)
 
 log = logging.getLogger("ablate")
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
@@ -23,7 +28,8 @@ def _task(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        record = run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), sweep=hc.job.get("sweep_name"))
+        sweep = hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if multirun else None)
+        record = run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), sweep=sweep)
     except USER_ERRORS as e:
         if multirun:  # recorded as failed by run(); the sweep goes on
             log.error("%s: %s", hc.runtime.output_dir, e)
@@ -42,4 +48,11 @@ def main() -> None:
         check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
     except ConfigError as e:
         sys.exit(f"error: {e}")
+    if int(os.environ.get("RANK", "0")) > 0:
+        # Under torchrun only rank 0 writes: the others get a scratch Hydra dir and no log files, so
+        # ranks starting a second apart cannot race on outputs/<time>/ (run() takes rank 0's dir).
+        scratch = tempfile.mkdtemp(prefix=f"ablate-rank{os.environ['RANK']}-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        sys.argv += [f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}", "hydra.output_subdir=null",
+                     "hydra/job_logging=disabled", "hydra/hydra_logging=disabled", "~hydra.callbacks.sweep"]
     _task()

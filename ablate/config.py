@@ -41,6 +41,9 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"train.{key}={value!r} must be a positive integer")
     if t.lr is None and t.lr_per_1024 is None:
         raise ConfigError("train.lr=null needs train.lr_per_1024 to scale the learning rate from")
+    root = cfg.data.get("root")
+    if root is not None and not Path(root).expanduser().exists():
+        raise ConfigError(f"data.root={root}: no such directory")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r} must be an integer")
 

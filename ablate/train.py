@@ -6,6 +6,7 @@ recorded as ``failed`` (with error.txt) and re-raised for the caller to decide.
 """
 import logging
 import platform
+import random
 import resource
 import subprocess
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import timm
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -122,6 +124,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: dict[str, Any], device: torch
     with Tracker(cfg, record, run_dir, enabled=d.is_main) as tracker:
         for epoch in range(start, epochs):
             train_loader.sampler.set_epoch(epoch)
+            _seed(cfg.seed, epoch, d.rank)
             tic = time.perf_counter()
             seen, loss_sum = 0, 0.0
             net.train()
@@ -183,6 +186,14 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, d: Dist
         c5 += top5.item() * len(y) / 100
     n, loss, c1, c5 = all_reduce_sum([n, loss, c1, c5], d, device)
     return {"val_loss": loss / n, "top1": 100 * c1 / n, "top5": 100 * c5 / n}
+
+
+def _seed(seed: int, epoch: int, rank: int) -> None:
+    # Reseeded per epoch (drop path, mixup, augmentation), so a resumed run continues as if never stopped.
+    value = seed * 100_003 + epoch * 1_009 + rank
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
 
 
 def _to(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:

@@ -1,0 +1,56 @@
+"""Bad values stop before any work, with one line naming the key and the allowed values."""
+import subprocess
+import sys
+
+import pytest
+
+from ablate import ConfigError, compose
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["mixer=foo"], "mixer='foo' is not one of: attention, avgpool, dwconv, identity, pooling"),
+    (["norm=layernorm"], "norm='layernorm' is not one of: bn, ln, mln, none"),
+    (["act=tanh"], "act='tanh' is not one of"),
+    (["model=s13"], "model='s13' is not one of"),
+    (["pool_size=4"], "pool_size=4 must be an odd positive integer"),
+    (["pool_size=0"], "pool_size=0 must be an odd positive integer"),
+    (["pool_size=-3"], "pool_size=-3 must be an odd positive integer"),
+    (["pool_size=three"], "pool_size='three' must be an odd positive integer"),
+    (["residual=maybe"], "residual='maybe' must be true or false"),
+    (["channel_mlp=1"], "channel_mlp=1 must be true or false"),
+    (["stage_mixers=[pooling,attention]"], "stage_mixers=.* must be null or a list of 4 mixer names"),
+    (["stage_mixers=[pooling,pooling,pooling,foo]"], "mixer='foo' is not one of"),
+    (["train.epochs=0"], "train.epochs=0 must be a positive integer"),
+    (["data.img_size=16"], "data.img_size=16 must be an integer"),
+])
+def test_compose_rejects(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        compose(overrides)
+
+
+def test_defaults_are_the_paper_baseline():
+    cfg = compose()
+    assert (cfg.model.name, cfg.mixer.name, cfg.pool_size, cfg.norm.name, cfg.act.name) == ("s12", "pooling", 3,
+                                                                                           "mln", "gelu")
+    assert cfg.residual and cfg.channel_mlp and cfg.stage_mixers is None
+    assert cfg.data.name == "digits" and not cfg.wandb.enabled
+
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ablate", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["mixer=foo"], "error: mixer='foo' is not one of: attention, avgpool"),
+    (["-m", "mixer=pooling,foo"], "error: mixer='foo' is not one of"),
+    (["pool_size=4"], "error: pool_size=4 must be an odd positive integer"),
+    (["residual=maybe"], "error: residual='maybe' must be true or false"),
+    (["-m", "pool_size=3,4"], "pool_size=4 must be an odd positive integer"),
+])
+def test_cli_stops_before_training(tmp_path, args, message):
+    out = _cli(*args, "hydra.run.dir=run", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert "epoch" not in out.stdout + out.stderr  # nothing trained
+    assert not list(tmp_path.rglob("results.json"))

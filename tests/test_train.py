@@ -1,0 +1,132 @@
+"""Training end to end: the CLI on digits, the record, resume, skip, and the ways a run can go wrong."""
+import csv
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ablate.train
+from ablate import compose
+from ablate.train import run
+
+RECORD_KEYS = {"status", "top1", "top5", "best_top1", "params_m", "macs_g", "img_per_s", "peak_mem_mb", "wall_s",
+               "epochs", "seed", "overrides", "group", "variant", "device", "versions", "git_commit"}
+FAST = ["model=xs", "train.epochs=2"]
+
+
+def cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ablate", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def history(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_baseline_trains_on_digits_from_the_command_line(tmp_path):
+    out = cli("train.epochs=2", "hydra.run.dir=run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    record = json.loads((tmp_path / "run/results.json").read_text())
+    assert RECORD_KEYS <= set(record)
+    assert record["status"] == "completed"
+    assert (record["group"], record["variant"], record["is_baseline"]) == ("Baseline", "PoolFormer-S12", True)
+    assert record["top1"] > 80  # ten classes: chance is 10
+    assert 0 <= record["top1"] <= record["best_top1"] <= 100 and record["top1"] <= record["top5"]
+    assert record["params_m"] == pytest.approx(11.41, abs=0.01)  # S12 body with a 10-class head
+    assert record["img_per_s"] > 0 and record["peak_mem_mb"] > 0 and record["overrides"] == ["train.epochs=2"]
+    assert [int(r["epoch"]) for r in history(tmp_path / "run")] == [1, 2]
+    assert (tmp_path / "run/checkpoint.pt").exists() and (tmp_path / "run/.hydra/config.yaml").exists()
+
+
+@pytest.mark.parametrize("overrides", [["mixer=identity"], ["norm=none"], ["residual=false"], ["channel_mlp=false"],
+                                       ["stage_mixers=[pooling,pooling,attention,attention]"], ["mixer=random"],
+                                       ["stage_mixers=[pooling,pooling,spatial_fc,spatial_fc]"], ["act=silu"]])
+def test_variants_train(tmp_path, overrides):
+    record = run(compose(["model=xs", "train.epochs=1", *overrides]), tmp_path, overrides)
+    assert record["status"] == "completed" and record["top1"] is not None
+    assert (tmp_path / "results.json").exists()
+
+
+def _comparable(rows: list[dict[str, str]]) -> list[tuple]:
+    return [(r["epoch"], r["lr"], r["train_loss"], r["val_loss"], r["top1"]) for r in rows]
+
+
+def test_resumed_run_continues_exactly(tmp_path, monkeypatch):
+    cfg = compose(FAST + ["train.epochs=3"])
+    run(cfg, tmp_path / "whole")
+
+    evaluate, calls = ablate.train.evaluate, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(ablate.train, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "split")
+    assert json.loads((tmp_path / "split/results.json").read_text())["status"] == "failed"
+    assert len(history(tmp_path / "split")) == 1
+    monkeypatch.setattr(ablate.train, "evaluate", evaluate)
+
+    record = run(cfg, tmp_path / "split")
+    assert record["status"] == "completed"
+    assert _comparable(history(tmp_path / "split")) == _comparable(history(tmp_path / "whole"))
+
+
+def test_completed_run_is_skipped(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    cfg = compose(FAST)
+    first = run(cfg, tmp_path)
+    stamp = (tmp_path / "history.csv").stat().st_mtime_ns
+    assert run(cfg, tmp_path) == first
+    assert (tmp_path / "history.csv").stat().st_mtime_ns == stamp
+    assert "skipping" in caplog.text
+
+
+def test_seed_decides_the_run(tmp_path):
+    a = run(compose(FAST), tmp_path / "a")
+    b = run(compose(FAST), tmp_path / "b")
+    c = run(compose(FAST + ["seed=1"]), tmp_path / "c")
+    assert _comparable(history(tmp_path / "a")) == _comparable(history(tmp_path / "b"))
+    assert a["train_loss"] != c["train_loss"]
+
+
+def test_divergence_is_recorded_not_raised(tmp_path):
+    record = run(compose(["model=xs", "train.epochs=1", "train.lr=1e3", "norm=none"]), tmp_path)
+    assert record["status"] == "diverged"
+    assert "loss became nan" in record["error"]
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "diverged"
+
+
+def test_corrupt_checkpoint_stops_before_training_and_is_kept(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    out = cli(*FAST, "hydra.run.dir=run", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "checkpoint" in out.stderr and "is unreadable" in out.stderr
+    assert (run_dir / "checkpoint.pt").read_bytes() == b"not a checkpoint"
+    assert not (run_dir / "history.csv").exists()
+
+
+def test_missing_data_root_is_one_line(tmp_path):
+    out = cli("data=folder", "data.root=/no/such/place", "hydra.run.dir=run", cwd=tmp_path)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1] == "error: data.root=/no/such/place: no such directory"
+
+
+@pytest.mark.slow
+def test_torchrun_data_parallel_on_cpu(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "ablate", *FAST,
+                          "hydra.run.dir=run"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    record = json.loads((tmp_path / "run/results.json").read_text())
+    assert record["status"] == "completed" and record["world_size"] == 2 and record["top1"] > 50
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # rank 1 wrote nothing of its own
