@@ -26,4 +26,4 @@ def build_data(cfg: DictConfig) -> DataBundle:
 
 def _register_builtin() -> None:
     # Imported lazily so that `import ablate` stays cheap and optional readers load only when used.
-    from ablate.data import digits  # noqa: F401
+    from ablate.data import digits, fashion_mnist, folder, imagenet, imagenet100  # noqa: F401

@@ -1,0 +1,37 @@
+"""Shared test helpers: tiny image trees generated in tmp_path, so no test needs real data or network."""
+import io
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def tiny_jpeg(size: int = 8, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def write_image_tree(root: Path, classes: Iterable[str], per_class: int = 2,
+                     splits: Iterable[str] = ("train", "val")) -> Path:
+    """root/<split>/<class>/<i>.JPEG for every split and class; the same few bytes in each file keep it fast."""
+    data = tiny_jpeg()
+    for split in splits:
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                (folder / f"{name}_{i}.JPEG").write_bytes(data)
+    return root
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Callable[..., Path]:
+    """``image_tree(classes, per_class=2, splits=("train", "val"), name="data")`` → a tree under tmp_path."""
+    def make(classes: Iterable[str] = ("cat", "dog", "fox"), per_class: int = 2,
+             splits: Iterable[str] = ("train", "val"), name: str = "data") -> Path:
+        return write_image_tree(tmp_path / name, classes, per_class, splits)
+    return make
