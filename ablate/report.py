@@ -1,0 +1,246 @@
+"""Turn run records into the paper's Table 5: table.md, table.csv and plots.
+
+    python -m ablate.report DIR... [--out OUT]
+
+Reads only what runs leave on disk (results.json, history.csv), so it knows nothing about
+training. A row is one variant: (ablation group, variant, extra), where *extra* holds the run
+overrides that are neither its seed nor its block design and that differ within the report, so a
+sweep-wide ``model=xs`` keeps the paper's names while ``train.lr=1e-3,2e-3`` splits rows. Seeds
+of a row are averaged; failed, diverged and unfinished runs stay in the table with their status.
+"""
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ablate.paper import ABLATION_KEYS, paper_row, paper_row_named, table5
+from ablate.plots import write_plots
+from ablate.record import HISTORY, RESULTS, STATUSES, read_results
+
+log = logging.getLogger(__name__)
+
+KEYS = ["group", "variant", "extra"]
+PAPER_BASELINE = paper_row({})
+BASELINE_GROUP = PAPER_BASELINE["group"]
+GROUP_RANK = {g: i for i, g in enumerate(dict.fromkeys(r["group"] for r in table5()))}
+VARIANT_RANK = {r["variant"]: i for i, r in enumerate(table5())}
+# Override keys that name a run's block design or seed; the record's group/variant already say them.
+DESIGN_KEYS = {"seed", "sweep", "ablation", *ABLATION_KEYS}
+INT_COLUMNS = ["seed", "epochs", "epochs_done", "img_size", "world_size"]
+RUN_COLUMNS = ["status", "group", "variant", "is_baseline", "overrides", "sweep", *INT_COLUMNS,
+               "top1", "top5", "params_m", "frozen_params_m", "macs_g", "model", "data",
+               "img_per_s", "wall_s", "device"]
+CSV_COLUMNS = ["group", "variant", "extra", "status", "n", "n_runs", "n_diverged", "n_failed",
+               "n_running", "top1_mean", "top1_std", "delta", "top5_mean", "params_m",
+               "frozen_params_m", "macs_g", "img_per_s", "wall_s", "paper_top1", "paper_delta",
+               "paper_params_m", "paper_macs_g", "is_baseline"]
+# (header label, runs column) for the line that says what was run.
+FACTS = [("data", "data"), ("model", "model"), ("epochs", "epochs"), ("img size", "img_size"),
+         ("seeds", "seed"), ("device", "device"), ("world size", "world_size"), ("sweep", "sweep")]
+
+
+class NoRecordsError(FileNotFoundError):
+    """A directory given to the report does not exist or holds no run records."""
+
+
+def find_runs(dirs: Sequence[Path]) -> list[Path]:
+    """Run directories under ``dirs`` (any depth), each once, in path order."""
+    found: set[Path] = set()
+    for d in map(Path, dirs):
+        if not d.is_dir():
+            raise NoRecordsError(f"{d}: no such directory")
+        runs = {p.parent.resolve() for p in d.rglob(RESULTS)}
+        if not runs:
+            raise NoRecordsError(f"{d}: no {RESULTS} found (not a run or sweep directory)")
+        found |= runs
+    return sorted(found)
+
+
+def load_runs(dirs: Sequence[Path]) -> pd.DataFrame:
+    """One row per run record under ``dirs``: RUN_COLUMNS plus ``run_dir`` and ``extra``."""
+    records = []
+    for run_dir in find_runs(dirs):
+        record = read_results(run_dir)
+        if record is None:
+            log.warning("skipping %s: its %s is unreadable", run_dir, RESULTS)
+            continue
+        records.append({**record, "run_dir": run_dir})
+    if not records:
+        raise NoRecordsError(f"{', '.join(map(str, dirs))}: no readable {RESULTS}")
+    runs = pd.DataFrame(records).reindex(columns=[*RUN_COLUMNS, "run_dir"])
+    runs[INT_COLUMNS] = runs[INT_COLUMNS].astype("Int64")
+    runs["is_baseline"] = runs.is_baseline.eq(True)
+    # groupby drops null keys, and a run must never vanish from the table.
+    runs["group"] = runs.group.fillna("Custom")
+    runs["variant"] = runs.variant.fillna(runs.run_dir.map(lambda p: p.name))
+    runs["overrides"] = runs.overrides.map(lambda o: o if isinstance(o, list) else [])
+    runs["extra"] = _extras(runs.overrides)
+    return runs
+
+
+def _free_overrides(overrides: list[str]) -> list[str]:
+    def key(override: str) -> str:
+        name = override.partition("=")[0].lstrip("+~")
+        return name.split("/")[0].split(".")[0]
+    return [o for o in overrides if key(o) not in DESIGN_KEYS]
+
+
+def _extras(overrides: pd.Series) -> pd.Series:
+    free = overrides.map(_free_overrides)
+    shared = set.intersection(*map(set, free))
+    return free.map(lambda f: ", ".join(o for o in f if o not in shared))
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """The table: one row per (group, variant, extra), in Table 5's order, CSV_COLUMNS plus ``label``."""
+    design = runs.groupby(KEYS, sort=False).agg(
+        params_m=("params_m", "first"), frozen_params_m=("frozen_params_m", "first"),
+        macs_g=("macs_g", "first"), is_baseline=("is_baseline", "any"), n_runs=("status", "size"))
+    counts = (pd.crosstab([runs[k] for k in KEYS], runs.status)
+              .reindex(index=design.index, columns=list(STATUSES), fill_value=0)
+              .rename(columns=lambda s: "n" if s == "completed" else f"n_{s}"))
+    # Only completed runs count towards the numbers; the others are reported by their status.
+    metrics = runs[runs.status.eq("completed")].groupby(KEYS).agg(
+        top1_mean=("top1", "mean"), top1_std=("top1", "std"), top5_mean=("top5", "mean"),
+        img_per_s=("img_per_s", "mean"), wall_s=("wall_s", "mean"))
+    table = _in_paper_order(design.join(counts).join(metrics).reset_index())
+    table["is_baseline"] = table.is_baseline | table.group.eq(BASELINE_GROUP)
+    table["status"] = table.apply(_row_status, axis=1)
+    table["label"] = table.variant + table.extra.map(lambda e: f" [{e}]" if e else "")
+    table["delta"] = table.top1_mean - _baseline_top1(table)
+    paper = pd.DataFrame([_paper_row(r) or {} for r in table.itertuples()], index=table.index)
+    paper = paper.reindex(columns=["top1", "params_m", "macs_g"]).add_prefix("paper_")
+    table = table.join(paper)
+    table["paper_delta"] = table.paper_top1 - PAPER_BASELINE["top1"]
+    return table
+
+
+def _in_paper_order(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 5's groups and rows first, then other groups and variants alphabetically."""
+    ranked = table.assign(_g=table.group.map(GROUP_RANK).fillna(len(GROUP_RANK)),
+                          _v=table.variant.map(VARIANT_RANK).fillna(len(VARIANT_RANK)))
+    ranked = ranked.sort_values(["_g", "group", "_v", "variant", "extra"], kind="stable")
+    return ranked.drop(columns=["_g", "_v"]).reset_index(drop=True)
+
+
+def _row_status(row: pd.Series) -> str:
+    if row.n == row.n_runs:
+        return "completed"
+    if row.n:
+        return "partial"
+    if row.n_running:
+        return "running"
+    return "diverged" if row.n_diverged else "failed"
+
+
+def _baseline_top1(table: pd.DataFrame) -> pd.Series:
+    """Each row's baseline mean: the baseline with the same extra, else the one without extra."""
+    base = (table[table.is_baseline].dropna(subset=["top1_mean"])
+            .drop_duplicates("extra").set_index("extra").top1_mean)
+    return table.extra.map(base).fillna(base.get("", np.nan))
+
+
+def _paper_row(row: tuple) -> dict | None:
+    return paper_row_named(row.group, row.variant) or (PAPER_BASELINE if row.is_baseline else None)
+
+
+def load_history(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch history of the ``runs`` that have one, keyed by the ``row`` column each run carries."""
+    frames = [pd.read_csv(path).assign(row=row)
+              for path, row in zip(runs.run_dir.map(lambda d: d / HISTORY), runs.row)
+              if path.is_file() and path.stat().st_size]
+    columns = ["row", "epoch", "top1"]
+    return pd.concat(frames)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "—" if pd.isna(value) else format(value, spec)
+
+
+def _top1_cell(row: pd.Series) -> str:
+    parts = []
+    if row.n:
+        std = f" ± {row.top1_std:.2f}" if row.n > 1 else ""
+        parts.append(f"{row.top1_mean:.2f}{std} ({row.n})")
+    for status in ("diverged", "failed", "running"):
+        k = row[f"n_{status}"]
+        if k:
+            parts.append(status if k == row.n_runs == 1 else f"{status} ({k}/{row.n_runs} seeds)")
+    return "; ".join(parts)
+
+
+def _params_cell(row: pd.Series) -> str:
+    frozen = f" + {row.frozen_params_m:.3g} frozen" if row.frozen_params_m > 0 else ""
+    return _fmt(row.params_m, ".3g") + frozen
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """Table 5's layout: the group named once, at its first row."""
+    cells = pd.DataFrame({
+        "Group": table.group.where(table.group.ne(table.group.shift()), ""),
+        "Variant": table.label,
+        "Params (M)": table.apply(_params_cell, axis=1),
+        "MACs (G)": table.macs_g.map(lambda v: _fmt(v, ".3g")),
+        "Top-1 (%)": table.apply(_top1_cell, axis=1),
+        "Δ": table.delta.map(lambda v: _fmt(v, "+.2f")),
+        "Paper top-1": table.paper_top1.map(lambda v: _fmt(v, ".1f")),
+        "Paper Δ": table.paper_delta.map(lambda v: _fmt(v, "+.1f")),
+        "Paper params (M)": table.paper_params_m.map(lambda v: _fmt(v, ".1f")),
+        "Paper MACs (G)": table.paper_macs_g.map(lambda v: _fmt(v, ".1f")),
+    })
+    lines = [list(cells.columns), ["---"] * cells.shape[1],
+             *cells.map(lambda c: c.replace("|", r"\|")).values.tolist()]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def _distinct(values: pd.Series) -> str:
+    return ", ".join(map(str, sorted(values.dropna().unique()))) or "—"
+
+
+def _header(runs: pd.DataFrame) -> str:
+    by_status = ", ".join(f"{k} {status}" for status, k in runs.status.value_counts().items())
+    facts = "; ".join(f"{name}: {_distinct(runs[col])}" for name, col in FACTS)
+    return (f"# Ablation report\n\n{len(runs)} runs ({by_status}). {facts}.\n\n"
+            f"Top-1 is the final epoch's validation top-1, mean ± sample std over completed seeds "
+            f"(n). Δ is our mean minus our baseline's. Paper columns: PoolFormer-S12 on ImageNet-1K "
+            f"at 224 px, 300 epochs (Yu et al., CVPR 2022, Table 5); paper Δ is relative to its "
+            f"baseline's {PAPER_BASELINE['top1']:.1f}.")
+
+
+def build_report(dirs: Sequence[Path], out: Path) -> Path:
+    """Write table.md, table.csv and the plots for the runs under ``dirs`` into ``out``; return table.md."""
+    runs = load_runs(dirs)
+    table = summarize(runs)
+    runs = runs.merge(table[KEYS].reset_index(names="row"), on=KEYS)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table[CSV_COLUMNS].round(4).to_csv(out / "table.csv", index=False)
+    plots = write_plots(table, load_history(runs), out)
+    images = "\n".join(f"![{title}]({path.name})" for title, path in plots.items())
+    md = out / "table.md"
+    md.write_text(f"{_header(runs)}\n\n{markdown_table(table)}\n\n{images}\n", encoding="utf-8")
+    return md
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ablate.report", description=__doc__.split("\n")[0])
+    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                        help="run or sweep directories, searched recursively for results.json")
+    parser.add_argument("--out", type=Path, help="output directory (default: FIRST_DIR/report)")
+    args = parser.parse_args(argv)
+    try:
+        md = build_report(args.dirs, args.out or args.dirs[0] / "report")
+    except NoRecordsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(md)
+    print(md.read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Hydra glue for sweeps: deterministic directories, checks before the first job, the report at the end.
+
+A sweep directory is named by the sweep and its command-line overrides (seeds excluded, so adding
+seeds reuses the finished ones); each job's subdirectory by its own overrides and seed. Re-running
+the same command therefore finds every earlier run where it left it.
+"""
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra import compose
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from ablate.config import check_config, check_overrides
+from ablate.errors import ConfigError
+
+log = logging.getLogger(__name__)
+SWEEP_KEYS = ("+sweep", "sweep")
+SEED = "seed"
+
+
+def _key(override: str) -> str:
+    return override.partition("=")[0]
+
+
+def _clean(name: str) -> str:
+    """A path component: no slashes, no brackets, no spaces."""
+    name = re.sub(r"\[([^\]]*)\]", lambda m: m.group(1).replace(",", "-"), name)
+    return name.replace("/", ".").replace(" ", "")
+
+
+def sweep_dirname(overrides: Sequence[str]) -> str:
+    """``multirun/<sweep name>,<other overrides>``; seeds left out."""
+    name = next((o.partition("=")[2] for o in overrides if _key(o) in SWEEP_KEYS), None)
+    rest = sorted(o for o in overrides if _key(o).lstrip("+~") != SEED and _key(o) not in SWEEP_KEYS)
+    return _clean(",".join(([name] if name else []) + rest)) or "baseline"
+
+
+def job_dirname(overrides: Sequence[str]) -> str:
+    """``<row>,<other overrides, sorted>/seed=N`` for one job of a sweep."""
+    rows, rest, seed = [], [], "0"
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.lstrip("+~") == SEED:
+            seed = value
+        elif key.startswith("+sweep/"):  # a named sweep's row: its name says it all
+            rows.append(value)
+        elif key not in SWEEP_KEYS:
+            rest.append(o)
+    return f"{_clean(','.join(rows + sorted(rest))) or 'baseline'}/seed={seed}"
+
+
+# Cached: each job re-composes its config, and the cache (copied from the sweep's) keeps the sweep's name.
+OmegaConf.register_new_resolver("ablate_sweep_dir", lambda o: sweep_dirname(list(o)), replace=True, use_cache=True)
+OmegaConf.register_new_resolver("ablate_job_dir", lambda o: job_dirname(list(o)), replace=True)
+
+
+def job_overrides(config: DictConfig) -> list[list[str]]:
+    """Every job's override list, expanded as Hydra's basic sweeper will expand them."""
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+class SweepCallback(Callback):
+    """Checks every job's config before the first one trains; writes the report when the sweep ends."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        jobs = job_overrides(config)
+        try:
+            for overrides in jobs:
+                check_overrides(overrides)
+                check_config(compose(config_name="config", overrides=overrides))
+        except ConfigError as e:
+            # SystemExit, because Hydra turns a callback's exceptions into warnings and carries on.
+            raise SystemExit(f"error: {e}") from e
+        log.info("checked the configs of %d jobs", len(jobs))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from ablate.report import build_report, load_runs  # pandas and matplotlib only once the sweep is over
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            log.info("report: %s", build_report([sweep_dir], sweep_dir / "report"))
+            statuses = load_runs([sweep_dir]).status.value_counts().to_dict()
+        except Exception:  # a report problem must not hide the finished runs
+            log.exception("could not build the report for %s", sweep_dir)
+            return
+        log.info("runs: %s", ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
+        if statuses.get("failed"):
+            # Every job ran and the report shows which failed; the exit code tells scripts too.
+            raise SystemExit(f"error: {statuses['failed']} run(s) failed; see error.txt in their directories")

@@ -1,0 +1,66 @@
+"""Sweeps through the real CLI: deterministic directories, the report at the end, skip and resume on re-run."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate.sweep import job_dirname, sweep_dirname
+
+TINY = ["model=xs", "train.epochs=1"]
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ablate", "-m", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_directories_are_named_by_overrides_not_time():
+    assert sweep_dirname(["pool_size=3,5,7,9"]) == "pool_size=3,5,7,9"
+    assert sweep_dirname(["+sweep=table5", "seed=0,1", "model=xs"]) == "table5,model=xs"
+    assert job_dirname(["+sweep/table5=ppaa", "+sweep=table5", "model=xs", "seed=1"]) == "ppaa,model=xs/seed=1"
+    assert job_dirname(["stage_mixers=[pooling,pooling,attention,attention]"]) == \
+        "stage_mixers=pooling-pooling-attention-attention/seed=0"
+
+
+@pytest.mark.slow
+def test_pool_size_sweep_writes_a_table5_report_and_reruns_skip_or_resume(tmp_path):
+    out = cli("pool_size=3,5", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    sweep = tmp_path / "multirun/model=xs,pool_size=3,5,train.epochs=1"
+    table = pd.read_csv(sweep / "report/table.csv")
+    assert list(table.variant) == ["PoolFormer-S12", "Pooling size 3 → 5"]
+    assert list(table.paper_top1) == [77.2, 77.2] and table.status.eq("completed").all()
+    assert (sweep / "report/table.md").read_text().count("Pooling size 3 → 5") == 1
+    for png in ("bars.png", "curves.png", "acc_vs_macs.png"):
+        assert (sweep / "report" / png).stat().st_size > 0
+
+    # Pretend the second variant was interrupted after its checkpoint: the re-run must skip the first, resume it.
+    first, second = sweep / "model=xs,pool_size=3,train.epochs=1/seed=0", sweep / "model=xs,pool_size=5,train.epochs=1/seed=0"
+    record = json.loads((second / "results.json").read_text())
+    (second / "results.json").write_text(json.dumps({**record, "status": "running"}))
+    stamp = (first / "history.csv").stat().st_mtime_ns
+    out = cli("pool_size=3,5", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "already completed" in out.stdout and "resuming" in out.stdout
+    assert (first / "history.csv").stat().st_mtime_ns == stamp
+    assert json.loads((second / "results.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_named_sweep_rows_and_a_failing_variant(tmp_path):
+    # Attention needs widths divisible by its head dim (32): with these widths that row fails as it builds.
+    out = cli("+sweep/table5=baseline,identity,pppa", "model=xs", "model.dims=[16,32,48,80]", "train.epochs=1",
+              "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "1 run(s) failed" in out.stderr
+    table = pd.read_csv(tmp_path / "sweep/report/table.csv")
+    assert list(table.variant) == ["PoolFormer-S12", "Pooling → Identity mapping",
+                                   "[Pool, Pool, Pool, Pool] → [Pool, Pool, Pool, Attention]"]
+    assert list(table.status) == ["completed", "completed", "failed"]
+    assert table.paper_top1.tolist() == [77.2, 74.3, 78.3]
+    failed = tmp_path / "sweep/pppa,model.dims=16-32-48-80,model=xs,train.epochs=1/seed=0"
+    assert "head_dim" in (failed / "error.txt").read_text()
+    assert json.loads((failed / "results.json").read_text())["status"] == "failed"
