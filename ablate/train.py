@@ -8,6 +8,7 @@ import logging
 import platform
 import random
 import resource
+import statistics
 import subprocess
 import time
 import traceback
@@ -28,13 +29,12 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import accuracy
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from ablate.config import ROOT, check_config
 from ablate.data import build_data
-from ablate.errors import ConfigError
 from ablate.distributed import Dist, all_reduce_sum, broadcast, init_distributed, pick_device
+from ablate.loaders import Batches, build_loaders
 from ablate.model import build_model, model_stats
 from ablate.paper import ABLATION_KEYS, name_run
 from ablate.record import (CHECKPOINT, ERROR, HISTORY, RESULTS, load_checkpoint, read_results, save_checkpoint,
@@ -93,7 +93,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: dict[str, Any], device: torch
     global_batch = t.batch_size * d.world_size
     lr = t.lr if t.lr is not None else t.lr_per_1024 * global_batch / 1024
     optimizer = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=t.weight_decay)
-    train_loader, val_loader = _loaders(cfg, data, d, device)
+    train_loader, val_loader = build_loaders(cfg, data, d, device)
     steps_per_epoch = len(train_loader)
     scheduler, epochs = create_scheduler_v2(
         optimizer, "cosine", num_epochs=t.epochs, warmup_epochs=t.warmup_epochs, warmup_lr=t.warmup_lr,
@@ -170,7 +170,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: dict[str, Any], device: torch
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, d: Dist, amp: torch.autocast,
+def evaluate(model: nn.Module, loader: Batches, device: torch.device, d: Dist, amp: torch.autocast,
              channels_last: bool = False) -> dict[str, float]:
     """Top-1/top-5 (%) and loss over this rank's shard of the val set, summed over ranks."""
     model.eval()
@@ -201,29 +201,14 @@ def _to(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Ten
     return x.to(device, non_blocking=True, memory_format=fmt)
 
 
-def _loaders(cfg: DictConfig, data: Any, d: Dist, device: torch.device) -> tuple[DataLoader, DataLoader]:
-    t = cfg.train
-    if len(data.train) < t.batch_size * d.world_size:
-        raise ConfigError(f"train.batch_size={t.batch_size} × {d.world_size} processes exceeds the "
-                          f"{len(data.train)} training images")
-    # The sampler's seed and set_epoch fix each epoch's order, so a resumed run sees the same batches.
-    sampler = DistributedSampler(data.train, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=cfg.seed)
-    common = {"num_workers": t.num_workers, "pin_memory": device.type == "cuda",
-              "persistent_workers": t.num_workers > 0}
-    train = DataLoader(data.train, batch_size=t.batch_size, sampler=sampler, drop_last=True, **common)
-    # Each rank evaluates a disjoint slice, so no image is counted twice.
-    val = DataLoader(Subset(data.val, range(d.rank, len(data.val), d.world_size)),
-                     batch_size=t.batch_size * 2, **common)
-    return train, val
-
-
 def _summarise(record: dict[str, Any], history: list[dict[str, Any]], device: torch.device) -> None:
     last = history[-1]
     best = max(history, key=lambda r: r["top1"])
     record.update(
         epochs_done=last["epoch"], top1=last["top1"], top5=last["top5"], val_loss=last["val_loss"],
         train_loss=last["train_loss"], best_top1=best["top1"], best_epoch=best["epoch"],
-        img_per_s=sum(r["img_per_s"] for r in history) / len(history), wall_s=last["wall_s"],
+        # The median, so that the first epoch's warm-up (cuDNN autotuning, compilation) does not count.
+        img_per_s=statistics.median(r["img_per_s"] for r in history), wall_s=last["wall_s"],
         peak_mem_mb=(torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                      else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         updated_at=_now())

@@ -1,0 +1,60 @@
+"""Batches for the training loop: a DataLoader for image files, on-device gathering for in-memory tensors."""
+import math
+from collections.abc import Iterable, Iterator, Sized
+from typing import Protocol
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
+
+from ablate.data import DataBundle
+from ablate.distributed import Dist
+from ablate.errors import ConfigError
+
+
+class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
+    sampler: Sampler
+
+
+class TensorBatches:
+    """An in-memory TensorDataset kept on the device and gathered a batch at a time.
+
+    No per-image collate and no workers: on a GPU this is what keeps small data sets from being
+    loader-bound (airbench's trick). Same sampler and batch boundaries as a DataLoader would use.
+    """
+
+    def __init__(self, data: TensorDataset, sampler: Sampler, batch_size: int, drop_last: bool,
+                 device: torch.device) -> None:
+        self.tensors = [t.to(device) for t in data.tensors]
+        self.sampler, self.batch_size, self.drop_last, self.device = sampler, batch_size, drop_last, device
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.as_tensor(list(self.sampler), device=self.device)
+        for i in range(len(self)):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x, y = (t[index] for t in self.tensors)
+            yield x, y
+
+
+def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.device) -> tuple[Batches, Batches]:
+    """Train batches (shuffled by a seeded sampler, last partial batch dropped) and this rank's val batches."""
+    t = cfg.train
+    if len(data.train) < t.batch_size * d.world_size:
+        raise ConfigError(f"train.batch_size={t.batch_size} × {d.world_size} processes exceeds the "
+                          f"{len(data.train)} training images")
+    # The sampler's seed and set_epoch fix each epoch's order, so a resumed run sees the same batches.
+    train_sampler = DistributedSampler(data.train, num_replicas=d.world_size, rank=d.rank, shuffle=True,
+                                       seed=cfg.seed)
+    # Each rank evaluates a disjoint slice, so no image is counted twice.
+    val_sampler = range(d.rank, len(data.val), d.world_size)
+    specs = [(data.train, train_sampler, t.batch_size, True), (data.val, val_sampler, t.batch_size * 2, False)]
+    if isinstance(data.train, TensorDataset) and isinstance(data.val, TensorDataset):
+        return tuple(TensorBatches(ds, sampler, bs, drop, device) for ds, sampler, bs, drop in specs)
+    common = {"num_workers": t.num_workers, "pin_memory": device.type == "cuda",
+              "persistent_workers": t.num_workers > 0}
+    return tuple(DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=drop, **common)
+                 for ds, sampler, bs, drop in specs)
