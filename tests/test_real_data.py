@@ -1,0 +1,47 @@
+"""The real-data paths end to end through the CLI: ImageFolder trees, ImageNet-100, Fashion-MNIST."""
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+WNIDS = sorted(resources.files("ablate.reference").joinpath("imagenet100_wnids.txt").read_text().split())
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+TINY = ["model=xs", "data.img_size=32", "train.epochs=1", "train.batch_size=8", "hydra.run.dir=run"]
+
+
+def run_cli(cwd: Path, *args: str, module: str = "ablate") -> dict:
+    out = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads((cwd / "run/results.json").read_text()) if module == "ablate" else {}
+
+
+@pytest.mark.slow
+def test_folder_tree_trains_with_the_paper_recipe(tmp_path, image_tree):
+    root = image_tree(["ant", "bee", "cow"], per_class=8)
+    record = run_cli(tmp_path, "data=folder", f"data.root={root}", "train=paper", *TINY, "train.num_workers=2")
+    assert record["status"] == "completed" and record["recipe"] == "paper"
+    assert record["data_info"]["train_images"] == 24 and record["data_info"]["num_classes"] == 3
+
+
+@pytest.mark.slow
+def test_imagenet100_built_from_an_imagenet_tree_trains(tmp_path, image_tree):
+    imagenet = image_tree(WNIDS + ["n99999999"], per_class=1, name="imagenet")
+    run_cli(tmp_path, "--imagenet", str(imagenet), "--out", str(tmp_path / "in100"), module="ablate.data.imagenet100")
+    record = run_cli(tmp_path, "data=imagenet100", f"data.root={tmp_path / 'in100'}", *TINY)
+    assert record["status"] == "completed"
+    info = record["data_info"]
+    assert (info["num_classes"], info["train_images"], info["source"]) == (100, 100, "ImageNet-100 tree")
+    assert info["class_list"] == "imagenet100_wnids.txt"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason=f"{FASHION} missing: apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_short_run_is_far_above_chance(tmp_path):
+    record = run_cli(tmp_path, "data=fashion_mnist", "model=xs", "train.epochs=1", "train.batch_size=128",
+                     "hydra.run.dir=run")
+    assert record["status"] == "completed" and record["data_info"]["train_images"] == 60_000
+    assert record["top1"] > 70  # ten classes: chance is 10
