@@ -64,3 +64,14 @@ def test_named_sweep_rows_and_a_failing_variant(tmp_path):
     failed = tmp_path / "sweep/pppa,model.dims=16-32-48-80,model=xs,train.epochs=1/seed=0"
     assert "head_dim" in (failed / "error.txt").read_text()
     assert json.loads((failed / "results.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
+    # The same launcher path as submitit_slurm, on this machine: the jobs find the same deterministic dirs.
+    out = cli("hydra/launcher=submitit_local", "pool_size=3,5", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    sweep = tmp_path / "multirun/model=xs,pool_size=3,5,train.epochs=1"
+    assert len(list(sweep.glob("*/seed=0/results.json"))) == 2
+    assert list(pd.read_csv(sweep / "report/table.csv").status) == ["completed", "completed"]
+    assert (sweep / ".submitit").is_dir()

@@ -130,3 +130,12 @@ def test_torchrun_data_parallel_on_cpu(tmp_path):
     record = json.loads((tmp_path / "run/results.json").read_text())
     assert record["status"] == "completed" and record["world_size"] == 2 and record["top1"] > 50
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # rank 1 wrote nothing of its own
+
+
+def test_wandb_is_off_by_default_and_offline_when_on(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    run(compose(FAST), tmp_path / "off")
+    assert not (tmp_path / "off/wandb").exists()
+    for name in ("a", "b"):  # two runs in one process, as in a sweep: each gets its own wandb run
+        run(compose(FAST + ["wandb.enabled=true"]), tmp_path / name)
+        assert len(list((tmp_path / name / "wandb").glob("offline-run-*/*.wandb"))) == 1
