@@ -4,7 +4,7 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ablate.errors import ConfigError
 from ablate.model import check_model_config
@@ -41,7 +41,9 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"train.{key}={value!r} must be a positive integer")
     if t.lr is None and t.lr_per_1024 is None:
         raise ConfigError("train.lr=null needs train.lr_per_1024 to scale the learning rate from")
-    root = cfg.data.get("root")
+    if OmegaConf.is_missing(cfg.data, "root"):
+        raise ConfigError(f"data={cfg.data.name} needs data.root=PATH (see conf/data/{cfg.data.name}.yaml)")
+    root = cfg.data.root
     if root is not None and not Path(root).expanduser().exists():
         raise ConfigError(f"data.root={root}: no such directory")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):

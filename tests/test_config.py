@@ -22,6 +22,8 @@ from ablate import ConfigError, compose
     (["stage_mixers=[pooling,pooling,pooling,foo]"], "mixer='foo' is not one of"),
     (["train.epochs=0"], "train.epochs=0 must be a positive integer"),
     (["data.img_size=16"], "data.img_size=16 must be an integer"),
+    (["data=imagenet100"], r"data=imagenet100 needs data.root=PATH \(see conf/data/imagenet100.yaml\)"),
+    (["data=folder", "data.root=/no/such/dir"], "data.root=/no/such/dir: no such directory"),
 ])
 def test_compose_rejects(overrides, message):
     with pytest.raises(ConfigError, match=message):
