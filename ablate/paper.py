@@ -100,10 +100,17 @@ def paper_row_named(group: str, variant: str) -> dict[str, Any] | None:
     return next((r for r in table5() if r["group"] == group and r["variant"] == variant), None)
 
 
-def name_run(values: Mapping[str, Any]) -> tuple[str, str]:
-    """(ablation group, variant name): the paper's names when the design is a Table 5 row."""
+def name_run(values: Mapping[str, Any], declared: tuple[str | None, str | None] = (None, None)) -> tuple[str, str]:
+    """(ablation group, variant name) of a run's block design.
+
+    The paper's names when the design is a Table 5 row (whatever a sweep row declared, so a
+    command-line override can never leave a run under a wrong name); else the ``declared``
+    names (e.g. the attention hybrids, trained with LN as the paper did); else ``Custom``.
+    """
     row = paper_row(values)
     if row is not None:
         return row["group"], row["variant"]
+    if declared[0] and declared[1]:
+        return declared[0], declared[1]
     diff = signature_diff(values)
     return "Custom", ", ".join(f"{k}={format_value(v)}" for k, v in diff.items())

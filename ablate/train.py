@@ -36,7 +36,7 @@ from ablate.data import build_data
 from ablate.distributed import Dist, all_reduce_sum, broadcast, init_distributed, pick_device
 from ablate.loaders import Batches, build_loaders
 from ablate.model import build_model, model_stats
-from ablate.paper import ABLATION_KEYS, name_run
+from ablate.paper import ABLATION_KEYS, name_run, signature_diff
 from ablate.record import (CHECKPOINT, ERROR, HISTORY, RESULTS, load_checkpoint, read_results, save_checkpoint,
                            write_history, write_json)
 from ablate.tracking import Tracker
@@ -219,10 +219,9 @@ def _new_record(cfg: DictConfig, overrides: Sequence[str], sweep: str | None, de
     values = {k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
               for k in ABLATION_KEYS if k not in ("mixer", "norm", "act")}
     values.update(mixer=cfg.mixer.name, norm=cfg.norm.name, act=cfg.act.name)
-    group, variant = name_run(values)
+    group, variant = name_run(values, (cfg.ablation.group, cfg.ablation.variant))
     return {
-        "status": "running", "group": cfg.ablation.group or group, "variant": cfg.ablation.variant or variant,
-        "is_baseline": group == "Baseline", "overrides": list(overrides), "sweep": sweep, "seed": cfg.seed,
+        "status": "running", "group": group, "variant": variant, "is_baseline": not signature_diff(values), "overrides": list(overrides), "sweep": sweep, "seed": cfg.seed,
         "epochs": cfg.train.epochs + cfg.train.cooldown_epochs, "epochs_done": 0,
         "top1": None, "top5": None, "best_top1": None, "best_epoch": None, "val_loss": None, "train_loss": None,
         "params_m": None, "frozen_params_m": None, "macs_g": None, "img_size": cfg.data.img_size,

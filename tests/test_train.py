@@ -139,3 +139,15 @@ def test_wandb_is_off_by_default_and_offline_when_on(tmp_path, monkeypatch):
     for name in ("a", "b"):  # two runs in one process, as in a sweep: each gets its own wandb run
         run(compose(FAST + ["wandb.enabled=true"]), tmp_path / name)
         assert len(list((tmp_path / name / "wandb").glob("offline-run-*/*.wandb"))) == 1
+
+
+@pytest.mark.parametrize("overrides,group,variant", [
+    (["+sweep/table5=identity", "mixer=dwconv"], "Token mixers", "Pooling → Depthwise convolution"),
+    (["+sweep/table5=ppaa"], "Hybrid stages", "[Pool, Pool, Pool, Pool] → [Pool, Pool, Attention, Attention]"),
+    (["pool_size=3"], "Baseline", "PoolFormer-S12"),
+    (["norm=ln", "act=relu"], "Custom", "norm=ln, act=relu"),
+])
+def test_runs_are_named_by_their_design(tmp_path, overrides, group, variant):
+    record = run(compose(["model=xs", "train.epochs=1", *overrides]), tmp_path, overrides)
+    assert (record["group"], record["variant"]) == (group, variant)
+    assert record["is_baseline"] == (group == "Baseline")
