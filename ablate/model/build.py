@@ -48,8 +48,7 @@ def build_model(cfg: DictConfig, num_classes: int) -> MetaFormer:
         num_classes=num_classes,
         depths=list(m.depths),
         dims=list(m.dims),
-        mixers=[partial(lambda dim, grid, cls: cls(dim, pool_size=cfg.pool_size, grid=grid), cls=MIXERS.get(n))
-                for n in names],
+        mixers=[partial(MIXERS.get(n), pool_size=cfg.pool_size) for n in names],
         norm=NORMS.get(cfg.norm.name),
         act=ACTS.get(cfg.act.name),
         img_size=cfg.data.img_size,
