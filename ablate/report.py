@@ -213,7 +213,11 @@ def _header(runs: pd.DataFrame) -> str:
 
 def build_report(dirs: Sequence[Path], out: Path) -> Path:
     """Write table.md, table.csv and the plots for the runs under ``dirs`` into ``out``; return table.md."""
-    runs = load_runs(dirs)
+    return write_report(load_runs(dirs), out)
+
+
+def write_report(runs: pd.DataFrame, out: Path) -> Path:
+    """Write table.md, table.csv and the plots for ``runs`` (from ``load_runs``) into ``out``; return table.md."""
     table = summarize(runs)
     runs = runs.merge(table[KEYS].reset_index(names="row"), on=KEYS)
     out = Path(out)

@@ -83,12 +83,13 @@ class SweepCallback(Callback):
         log.info("checked the configs of %d jobs", len(jobs))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from ablate.report import build_report, load_runs  # pandas and matplotlib only once the sweep is over
+        from ablate.report import load_runs, write_report  # pandas and matplotlib only once the sweep is over
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            log.info("report: %s", build_report([sweep_dir], sweep_dir / "report"))
-            statuses = load_runs([sweep_dir]).status.value_counts().to_dict()
+            runs = load_runs([sweep_dir])
+            log.info("report: %s", write_report(runs, sweep_dir / "report"))
+            statuses = runs.status.value_counts().to_dict()
         except Exception:  # a report problem must not hide the finished runs
             log.exception("could not build the report for %s", sweep_dir)
             return
