@@ -221,7 +221,8 @@ def _new_record(cfg: DictConfig, overrides: Sequence[str], sweep: str | None, de
     values.update(mixer=cfg.mixer.name, norm=cfg.norm.name, act=cfg.act.name)
     group, variant = name_run(values, (cfg.ablation.group, cfg.ablation.variant))
     return {
-        "status": "running", "group": group, "variant": variant, "is_baseline": not signature_diff(values), "overrides": list(overrides), "sweep": sweep, "seed": cfg.seed,
+        "status": "running", "group": group, "variant": variant, "is_baseline": not signature_diff(values),
+        "overrides": list(overrides), "sweep": sweep, "seed": cfg.seed,
         "epochs": cfg.train.epochs + cfg.train.cooldown_epochs, "epochs_done": 0,
         "top1": None, "top5": None, "best_top1": None, "best_epoch": None, "val_loss": None, "train_loss": None,
         "params_m": None, "frozen_params_m": None, "macs_g": None, "img_size": cfg.data.img_size,

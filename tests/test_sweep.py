@@ -38,7 +38,8 @@ def test_pool_size_sweep_writes_a_table5_report_and_reruns_skip_or_resume(tmp_pa
         assert (sweep / "report" / png).stat().st_size > 0
 
     # Pretend the second variant was interrupted after its checkpoint: the re-run must skip the first, resume it.
-    first, second = sweep / "model=xs,pool_size=3,train.epochs=1/seed=0", sweep / "model=xs,pool_size=5,train.epochs=1/seed=0"
+    first = sweep / "model=xs,pool_size=3,train.epochs=1/seed=0"
+    second = sweep / "model=xs,pool_size=5,train.epochs=1/seed=0"
     record = json.loads((second / "results.json").read_text())
     (second / "results.json").write_text(json.dumps({**record, "status": "running"}))
     stamp = (first / "history.csv").stat().st_mtime_ns

@@ -12,7 +12,8 @@ them.
 Unreadable images fail with their path; none is ever skipped. An ablation compares variants, so each must see the
 same images, and a skip made inside a DataLoader worker could not be counted in the record written at start-up.
 With ``data.verify=true`` (the default for data=folder) every image is decoded at start-up and one ConfigError gives
-the number of unreadable files and the first paths; otherwise the first load of a broken file raises UnreadableImageError naming it.
+the number of unreadable files and the first paths; otherwise the first load of a broken file raises
+UnreadableImageError naming it.
 """
 import os
 from collections import Counter
