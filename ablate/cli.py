@@ -12,22 +12,24 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ablate.config import CONF_DIR, check_overrides
-from ablate.errors import ConfigError
-from ablate.record import CheckpointError
-from ablate.sweep import sweep_dirname  # noqa: F401  (registers the resolvers the config's hydra dirs use)
+from ablate.config import CONF_DIR, check_config, check_overrides
+from ablate.errors import CheckpointError, ConfigError
+from ablate.sweep import register_resolvers
 
 log = logging.getLogger("ablate")
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
+# Here, not in main(): a submitit job process imports this module to unpickle the task, and Hydra
+# resolves the job's directory (which names these resolvers) before it calls the task.
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _task(cfg: DictConfig) -> float | None:
-    from ablate.train import run  # after Hydra has parsed the command line, so --help stays fast
-
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     try:
+        check_config(cfg)  # before torch loads: a bad value answers in a second
+        from ablate.train import run
         sweep = hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if multirun else None)
         record = run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), sweep=sweep)
     except USER_ERRORS as e:
@@ -40,7 +42,7 @@ def _task(cfg: DictConfig) -> float | None:
             log.exception("%s failed; the sweep goes on", hc.runtime.output_dir)
             return None
         raise
-    return record.get("top1")
+    return record.top1
 
 
 def main() -> None:

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ablate.errors import ConfigError
-from ablate.model import check_model_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
@@ -25,10 +25,41 @@ def check_overrides(overrides: Sequence[str]) -> None:
         key = key.lstrip("+~")
         if not sep or key not in GROUPS or value.startswith(("glob(", "choice(", "range(")):
             continue
-        allowed = group_options(key)
         for option in value.split(","):
-            if option not in allowed:
-                raise ConfigError(f"{key}={option!r} is not one of: {', '.join(allowed)}")
+            _check_option(key, option)
+
+
+def stage_mixer_names(cfg: DictConfig) -> list[str]:
+    """The mixer of each stage: ``stage_mixers`` when set, else ``mixer`` everywhere."""
+    num_stages = len(cfg.model.depths)
+    names = cfg.get("stage_mixers")
+    if names is None:
+        return [cfg.mixer.name] * num_stages
+    if not isinstance(names, (list, ListConfig)) or len(names) != num_stages:
+        raise ConfigError(f"stage_mixers={names!r} must be null or a list of {num_stages} mixer names, "
+                          f"one per stage, from: {', '.join(group_options('mixer'))}")
+    return [str(n) for n in names]
+
+
+def _check_option(group: str, name: str) -> None:
+    allowed = group_options(group)
+    if name not in allowed:
+        raise ConfigError(f"{group}={name!r} is not one of: {', '.join(allowed)}")
+
+
+def check_model_config(cfg: DictConfig) -> None:
+    """The model's keys, checked against conf/ alone, so that checking imports no torch."""
+    for name in stage_mixer_names(cfg):
+        _check_option("mixer", name)
+    pool = cfg.pool_size
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1 or pool % 2 == 0:
+        raise ConfigError(f"pool_size={pool!r} must be an odd positive integer (the paper tries 3, 5, 7, 9)")
+    for key in ("residual", "channel_mlp"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key}={cfg[key]!r} must be true or false")
+    size = cfg.data.img_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
+        raise ConfigError(f"data.img_size={size!r} must be an integer ≥ 32 (four stages downsample by 32)")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -54,7 +85,10 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     """The config ``python -m ablate OVERRIDES...`` would run, checked."""
     overrides = list(overrides)
     check_overrides(overrides)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app, whose search path already holds conf/
         cfg = hydra_compose(config_name="config", overrides=overrides)
+    else:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
     check_config(cfg)
     return cfg

@@ -4,19 +4,19 @@ A sweep directory is named by the sweep and its command-line overrides (seeds ex
 seeds reuses the finished ones); each job's subdirectory by its own overrides and seed. Re-running
 the same command therefore finds every earlier run where it left it.
 """
+import itertools
 import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra import compose
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.config import check_config, check_overrides
+from ablate.config import compose, group_options
 from ablate.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -55,17 +55,33 @@ def job_dirname(overrides: Sequence[str]) -> str:
     return f"{_clean(','.join(rows + sorted(rest))) or 'baseline'}/seed={seed}"
 
 
-# Cached: each job re-composes its config, and the cache (copied from the sweep's) keeps the sweep's name.
-OmegaConf.register_new_resolver("ablate_sweep_dir", lambda o: sweep_dirname(list(o)), replace=True, use_cache=True)
-OmegaConf.register_new_resolver("ablate_job_dir", lambda o: job_dirname(list(o)), replace=True)
+def register_resolvers() -> None:
+    """The resolvers ``conf/config.yaml`` names its sweep and job directories with."""
+    # Cached: each job re-composes its config, and the cache (copied from the sweep's) keeps the sweep's name.
+    OmegaConf.register_new_resolver("ablate_sweep_dir", lambda o: sweep_dirname(list(o)), replace=True,
+                                    use_cache=True)
+    OmegaConf.register_new_resolver("ablate_job_dir", lambda o: job_dirname(list(o)), replace=True)
 
 
 def job_overrides(config: DictConfig) -> list[list[str]]:
-    """Every job's override list, expanded as Hydra's basic sweeper will expand them."""
+    """Every job's override list, expanded as Hydra's basic sweeper expands them.
+
+    The sweep file's params come first and the command line's overrides replace those of the same key;
+    jobs are the Cartesian product of the sweeps, in order.
+    """
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-    parsed = OverridesParser.create().parse_overrides(arguments)
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    choices: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(arguments):
+        key = override.get_key_element()
+        if isinstance(override.value(), Glob):
+            values = override.value().filter(group_options(override.key_or_group))
+        elif override.is_sweep_override():
+            values = list(override.sweep_string_iterator())
+        else:
+            values = [override.get_value_element_as_str()]
+        choices[key] = [f"{key}={v}" for v in values]
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 class SweepCallback(Callback):
@@ -75,8 +91,7 @@ class SweepCallback(Callback):
         jobs = job_overrides(config)
         try:
             for overrides in jobs:
-                check_overrides(overrides)
-                check_config(compose(config_name="config", overrides=overrides))
+                compose(overrides)
         except ConfigError as e:
             # SystemExit, because Hydra turns a callback's exceptions into warnings and carries on.
             raise SystemExit(f"error: {e}") from e

@@ -1,11 +1,13 @@
 """Data sets by name: each builder turns ``cfg.data`` (and the recipe in ``cfg.train``) into a DataBundle."""
+import pkgutil
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
-from ablate.model.registry import Registry
+from ablate.registry import Registry
 
 DATASETS = Registry("data")
 
@@ -25,5 +27,7 @@ def build_data(cfg: DictConfig) -> DataBundle:
 
 
 def _register_builtin() -> None:
-    # Imported lazily so that `import ablate` stays cheap and optional readers load only when used.
-    from ablate.data import digits, fashion_mnist, folder, imagenet, imagenet100  # noqa: F401
+    # Every module of this package, imported on first use: a new data set is one module (and its YAML), and
+    # `import ablate` stays cheap.
+    for module in pkgutil.iter_modules(__path__):
+        import_module(f"{__name__}.{module.name}")

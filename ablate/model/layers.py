@@ -5,7 +5,7 @@ from timm.layers import GroupNorm1, LayerNorm2d
 from timm.models.metaformer import SquaredReLU, StarReLU
 from torch import nn
 
-from ablate.model.registry import Registry
+from ablate.registry import Registry
 
 NORMS = Registry("norm")
 ACTS = Registry("act")
