@@ -6,7 +6,6 @@ the authors' code instead of timm's: norm on the last map, global average pool, 
 (timm pools first, then applies a channel LayerNorm); the keys are the same, the logits differ.
 """
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import torch
 from timm.layers import DropPath, Mlp, trunc_normal_
@@ -92,10 +91,10 @@ def stage_grids(img_size: int, num_stages: int) -> list[tuple[int, int]]:
 
 
 class MetaFormer(nn.Module):
-    """A four-stage MetaFormer; ``mixers[i](dim, grid=(H, W))`` builds stage i's token mixer."""
+    """A four-stage MetaFormer; ``mixers[i](dim)`` builds stage i's token mixer."""
 
     def __init__(self, num_classes: int, depths: Sequence[int], dims: Sequence[int],
-                 mixers: Sequence[Callable[..., nn.Module]], norm: Factory,
+                 mixers: Sequence[Factory], norm: Factory,
                  act: type[nn.Module], img_size: int = 224, mlp_ratio: float = 4.0, drop_path: float = 0.0,
                  layer_scale_init: float | None = 1e-5, residual: bool = True, channel_mlp: bool = True,
                  position_embedding: Sequence[bool] = (False,) * 4, in_chans: int = 3) -> None:
@@ -107,7 +106,7 @@ class MetaFormer(nn.Module):
         stages, prev = [], dims[0]
         for i, (depth, dim, grid) in enumerate(zip(depths, dims, stage_grids(img_size, len(depths)))):
             first = sum(depths[:i])
-            blocks = [MetaFormerBlock(dim, partial(mixers[i], grid=grid), norm, act, mlp_ratio,
+            blocks = [MetaFormerBlock(dim, mixers[i], norm, act, mlp_ratio,
                                       rates[first + j], layer_scale_init, residual, channel_mlp)
                       for j in range(depth)]
             stages.append(MetaFormerStage(prev, dim, blocks, grid, position_embedding[i]))

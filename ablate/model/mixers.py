@@ -1,8 +1,11 @@
 """Token mixers: the one part of a MetaFormer block that Table 5 swaps.
 
-Every mixer is built as ``cls(dim, pool_size=..., grid=(H, W))`` and maps a
-[B, C, H, W] map to one of the same shape; each takes only what it needs.
+A mixer maps a [B, C, H, W] map to one of the same shape. It is built as ``cls(dim)``, plus
+``pool_size=`` and ``grid=(H, W)`` when its traits (TokenMixer) say it takes them. A new mixer is
+one class registered here and one ``conf/mixer/<name>.yaml``.
 """
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from timm.layers import use_fused_attn
@@ -10,24 +13,37 @@ from timm.models.metaformer import Pooling as TimmPooling
 from torch import nn
 
 from ablate.errors import ConfigError
-from ablate.model.registry import Registry
+from ablate.registry import Registry
 
 MIXERS = Registry("mixer")
 
 
+class TokenMixer:
+    """The traits the harness reads from a mixer class; each mixer declares its own, here or nowhere."""
+
+    uses_pool_size: ClassVar[bool] = False  # takes pool_size=, so pool_size is part of the run's design and name
+    needs_grid: ClassVar[bool] = False  # takes grid=(H, W): built for one token grid, i.e. one data.img_size
+    needs_position: ClassVar[bool] = False  # a learned position embedding goes before its first stage
+    frozen: ClassVar[bool] = False  # its parameters keep their initial values: never trained, counted apart
+
+
 @MIXERS.register("pooling")
-class Pooling(TimmPooling):
+class Pooling(TimmPooling, TokenMixer):
     """PoolFormer's ``pool(x) - x`` (stride 1, padding k//2, padding not counted)."""
 
-    def __init__(self, dim: int, pool_size: int = 3, **_) -> None:
+    uses_pool_size = True
+
+    def __init__(self, dim: int, pool_size: int = 3) -> None:
         super().__init__(pool_size=pool_size)
 
 
 @MIXERS.register("avgpool")
-class AvgPool(nn.Module):
+class AvgPool(nn.Module, TokenMixer):
     """Plain ``pool(x)``: the authors report it 0.2-0.3 below ``pool(x) - x`` (poolformer#1)."""
 
-    def __init__(self, dim: int, pool_size: int = 3, **_) -> None:
+    uses_pool_size = True
+
+    def __init__(self, dim: int, pool_size: int = 3) -> None:
         super().__init__()
         self.pool = nn.AvgPool2d(pool_size, stride=1, padding=pool_size // 2, count_include_pad=False)
 
@@ -36,23 +52,27 @@ class AvgPool(nn.Module):
 
 
 @MIXERS.register("identity")
-class Identity(nn.Identity):
+class Identity(nn.Identity, TokenMixer):
     """No token mixing; the block keeps its residual (the paper's IdentityFormer row)."""
 
-    def __init__(self, dim: int, **_) -> None:
+    def __init__(self, dim: int) -> None:
         super().__init__()
 
 
 @MIXERS.register("dwconv")
-class DWConv(nn.Conv2d):
+class DWConv(nn.Conv2d, TokenMixer):
     """Depthwise conv with bias, kernel = pool size (3×3 matches the paper's 11.9M)."""
 
-    def __init__(self, dim: int, pool_size: int = 3, **_) -> None:
+    uses_pool_size = True
+
+    def __init__(self, dim: int, pool_size: int = 3) -> None:
         super().__init__(dim, dim, pool_size, padding=pool_size // 2, groups=dim)
 
 
-class _TokenMatrix(nn.Module):
+class _TokenMatrix(nn.Module, TokenMixer):
     """Mixes the N = H·W tokens with an N×N matrix shared by all channels: X' = W X."""
+
+    needs_grid = True
 
     def __init__(self, grid: tuple[int, int]) -> None:
         super().__init__()
@@ -71,14 +91,16 @@ class _TokenMatrix(nn.Module):
 class RandomMixing(_TokenMatrix):
     """The paper's frozen global random matrix: rows softmax(U[0,1)), never trained.
 
-    Kept as a parameter with ``requires_grad=False`` (as the authors' RandomMixing) so it
-    is saved with the model; ``model_stats`` counts it apart as frozen.
+    A parameter (as the authors' RandomMixing), so it is saved with the model; being ``frozen``,
+    the model builder turns its gradient off and ``model_stats`` counts it apart.
     """
 
-    def __init__(self, dim: int, grid: tuple[int, int] = (7, 7), **_) -> None:
+    frozen = True
+
+    def __init__(self, dim: int, grid: tuple[int, int] = (7, 7)) -> None:
         super().__init__(grid)
         n = grid[0] * grid[1]
-        self.weight = nn.Parameter(torch.softmax(torch.rand(n, n), dim=-1), requires_grad=False)
+        self.weight = nn.Parameter(torch.softmax(torch.rand(n, n), dim=-1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mix(x, self.weight)
@@ -88,7 +110,7 @@ class RandomMixing(_TokenMatrix):
 class SpatialFC(_TokenMatrix):
     """ResMLP-style learned N×N token map without bias, shared by channels (official metaformer.py)."""
 
-    def __init__(self, dim: int, grid: tuple[int, int] = (7, 7), **_) -> None:
+    def __init__(self, dim: int, grid: tuple[int, int] = (7, 7)) -> None:
         super().__init__(grid)
         n = grid[0] * grid[1]
         self.proj = nn.Linear(n, n, bias=False)
@@ -98,10 +120,12 @@ class SpatialFC(_TokenMatrix):
 
 
 @MIXERS.register("attention")
-class Attention(nn.Module):
+class Attention(nn.Module, TokenMixer):
     """Multi-head self-attention as in the authors' hybrids: head dim 32, no qkv bias, proj with bias."""
 
-    def __init__(self, dim: int, head_dim: int = 32, **_) -> None:
+    needs_position = True
+
+    def __init__(self, dim: int, head_dim: int = 32) -> None:
         super().__init__()
         if dim % head_dim:
             raise ConfigError(f"attention needs channels divisible by head_dim={head_dim}, got {dim}")
@@ -124,10 +148,10 @@ class Attention(nn.Module):
 
 
 @MIXERS.register("sepconv")
-class SepConv(nn.Module):
+class SepConv(nn.Module, TokenMixer):
     """ConvFormer's inverted separable conv (MetaFormer Baselines): 1×1 up ×2, act, 7×7 depthwise, 1×1 down."""
 
-    def __init__(self, dim: int, kernel_size: int = 7, expansion: int = 2, **_) -> None:
+    def __init__(self, dim: int, kernel_size: int = 7, expansion: int = 2) -> None:
         super().__init__()
         hidden = dim * expansion
         self.pwconv1 = nn.Conv2d(dim, hidden, 1, bias=False)
@@ -138,7 +162,3 @@ class SepConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pwconv2(self.dwconv(self.act(self.pwconv1(x))))
 
-
-# Mixers whose matrix is tied to the token count, and the ones that need a position embedding.
-GRID_BOUND = {"random", "spatial_fc"}
-NEEDS_POSITION = {"attention"}
