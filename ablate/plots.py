@@ -72,8 +72,8 @@ def plot_curves(table: pd.DataFrame, history: pd.DataFrame) -> Figure:
         fig = Figure(figsize=(6, 3))
         _no_data(fig.subplots(), "no per-epoch history yet")
         return fig
-    stats = history.groupby(["row", "epoch"]).top1.agg(["mean", "min", "max"])
-    curves = table[table.index.isin(stats.index.get_level_values("row"))]
+    stats = history.groupby(["entry", "epoch"]).top1.agg(["mean", "min", "max"])
+    curves = table[table.index.isin(stats.index.get_level_values("entry"))]
     base = curves[curves.is_baseline]
     groups = list(dict.fromkeys(curves[~curves.is_baseline].group)) or list(base.group[:1])
     ncols = min(3, len(groups))
@@ -145,7 +145,7 @@ def plot_acc_vs_macs(table: pd.DataFrame) -> Figure:
 
 
 def write_plots(table: pd.DataFrame, history: pd.DataFrame, out: Path) -> dict[str, Path]:
-    """Draw every plot into ``out``; return {title: path}. ``history`` has columns row, epoch, top1."""
+    """Draw every plot into ``out``; return {title: path}. ``history`` has columns entry (the table's index), epoch, top1."""
     figures = {
         ("Top-1 per group", "bars.png"): plot_bars(table),
         ("Validation top-1 per epoch", "curves.png"): plot_curves(table, history),

@@ -1,30 +1,134 @@
-"""A run's files on disk: results.json, history.csv, checkpoint.pt, error.txt.
+"""A run's record, and the files a run leaves: results.json, history.csv, error.txt.
 
-Writes are atomic (temp file + rename), so an interrupted run never leaves a half-written
-record, and checkpoints load with ``weights_only=True``, so loading never runs pickled code.
+``RunRecord`` owns the record's fields: training fills one, the report, the wandb tracker and the
+tests read its attributes, so a renamed field fails where it is read instead of turning into an
+empty column. Writes are atomic (temp file + rename), so an interrupted run never leaves a half-written
+file. Imports no torch: the report reads records without it.
 """
 import csv
 import json
 import os
+import platform
+import statistics
+import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
+from omegaconf import DictConfig
 
 RESULTS = "results.json"
 HISTORY = "history.csv"
-CHECKPOINT = "checkpoint.pt"
 ERROR = "error.txt"
 STATUSES = ("running", "completed", "diverged", "failed")
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint exists but cannot be read; it is left in place for the user to inspect."""
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
+@dataclass
+class RunRecord:
+    """``results.json``: what ran, how it went, and where (accuracies in percent, 0-100)."""
+
+    # What ran: the design's names (ablate.design), its overrides, and the settings beside them.
+    group: str
+    variant: str
+    row: str | None = None  # Table 5 row id (ablate/reference/table5.csv), None for a Custom design
+    is_baseline: bool = False
+    overrides: list[str] = field(default_factory=list)
+    free_overrides: list[str] = field(default_factory=list)  # neither design, seed nor sweep row
+    sweep: str | None = None
+    seed: int = 0
+    model: str | None = None
+    data: str | None = None
+    recipe: str | None = None
+    img_size: int | None = None
+    epochs: int | None = None  # planned, cool-down included
+    # How it went.
+    status: str = "running"
+    epochs_done: int = 0
+    top1: float | None = None
+    top5: float | None = None
+    best_top1: float | None = None
+    best_epoch: int | None = None
+    val_loss: float | None = None
+    train_loss: float | None = None
+    error: str | None = None
+    # Cost.
+    params_m: float | None = None
+    frozen_params_m: float | None = None
+    macs_g: float | None = None  # one image's forward at img_size
+    img_per_s: float | None = None  # training images per second, median epoch
+    peak_mem_mb: float | None = None  # CUDA peak allocated, or the process's peak RSS on the CPU
+    wall_s: float | None = None
+    # Provenance.
+    device: str | None = None
+    world_size: int = 1
+    versions: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+    data_info: dict[str, Any] = field(default_factory=dict)
+    started_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+
+    @classmethod
+    def start(cls, cfg: DictConfig, names: Mapping[str, Any], overrides: Sequence[str], free: Sequence[str],
+              sweep: str | None, device: str, world_size: int) -> "RunRecord":
+        """A new ``running`` record of ``cfg``, named by ``names`` (row, group, variant, is_baseline)."""
+        t = cfg.train
+        return cls(**names, overrides=list(overrides), free_overrides=list(free), sweep=sweep, seed=cfg.seed,
+                   model=cfg.model.name, data=cfg.data.name, recipe=t.name, img_size=cfg.data.img_size,
+                   epochs=t.epochs + t.cooldown_epochs, device=device, world_size=world_size,
+                   versions=versions(), git_commit=git_commit())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunRecord":
+        """A record from JSON; keys of other versions are ignored, missing ones take their defaults."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def update_from_history(self, history: Sequence[Mapping[str, Any]], peak_mem_mb: float) -> None:
+        """Metrics from the per-epoch history: the last epoch's, the best top-1, the median speed."""
+        last = history[-1]
+        best = max(history, key=lambda r: r["top1"])
+        self.epochs_done, self.top1, self.top5 = last["epoch"], last["top1"], last["top5"]
+        self.val_loss, self.train_loss, self.wall_s = last["val_loss"], last["train_loss"], last["wall_s"]
+        self.best_top1, self.best_epoch = best["top1"], best["epoch"]
+        # The median, so that the first epoch's warm-up (cuDNN autotuning, compilation) does not count.
+        self.img_per_s = statistics.median(r["img_per_s"] for r in history)
+        self.peak_mem_mb = peak_mem_mb
+        self.updated_at = now()
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that decide a run's numbers, read without importing them."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -36,40 +140,27 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
             os.remove(tmp)
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
+def write_record(run_dir: Path, record: RunRecord) -> None:
     def dump(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, default=str)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(asdict(record), f, indent=2, default=str)
             f.write("\n")
-    _atomic(Path(path), dump)
+    atomic_write(Path(run_dir) / RESULTS, dump)
 
 
-def read_results(run_dir: Path) -> dict[str, Any] | None:
+def read_record(run_dir: Path) -> RunRecord | None:
     """The run's record, or None when there is none (or it is unreadable, i.e. never finished writing)."""
     try:
-        return json.loads((Path(run_dir) / RESULTS).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return RunRecord.from_dict(json.loads((Path(run_dir) / RESULTS).read_text(encoding="utf-8")))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
         return None
 
 
-def write_history(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_history(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     def dump(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             if rows:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-    _atomic(Path(path), dump)
-
-
-def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
-    _atomic(Path(path), lambda tmp: torch.save(dict(state), tmp))
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(
-            f"checkpoint {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            f"move it aside to start this run afresh, or set train.resume=false") from e
+    atomic_write(Path(run_dir) / HISTORY, dump)

@@ -12,28 +12,25 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ablate.paper import ABLATION_KEYS, paper_row, paper_row_named, table5
+from ablate import table5
 from ablate.plots import write_plots
-from ablate.record import HISTORY, RESULTS, STATUSES, read_results
+from ablate.record import HISTORY, RESULTS, STATUSES, read_record
 
 log = logging.getLogger(__name__)
 
 KEYS = ["group", "variant", "extra"]
-PAPER_BASELINE = paper_row({})
-BASELINE_GROUP = PAPER_BASELINE["group"]
-GROUP_RANK = {g: i for i, g in enumerate(dict.fromkeys(r["group"] for r in table5()))}
-VARIANT_RANK = {r["variant"]: i for i, r in enumerate(table5())}
-# Override keys that name a run's block design or seed; the record's group/variant already say them.
-DESIGN_KEYS = {"seed", "sweep", "ablation", *ABLATION_KEYS}
+PAPER_BASELINE = table5.row(table5.BASELINE)
+GROUP_RANK = {g: i for i, g in enumerate(dict.fromkeys(r.group for r in table5.rows().values()))}
+ROW_RANK = {row_id: i for i, row_id in enumerate(table5.rows())}
 INT_COLUMNS = ["seed", "epochs", "epochs_done", "img_size", "world_size"]
-RUN_COLUMNS = ["status", "group", "variant", "is_baseline", "overrides", "sweep", *INT_COLUMNS,
-               "top1", "top5", "params_m", "frozen_params_m", "macs_g", "model", "data",
-               "img_per_s", "wall_s", "device"]
+# Null in a run that stopped before measuring them; numeric all the same, so that a table of such runs still sums.
+FLOAT_COLUMNS = ["top1", "top5", "params_m", "frozen_params_m", "macs_g", "img_per_s", "wall_s"]
 CSV_COLUMNS = ["group", "variant", "extra", "status", "n", "n_runs", "n_diverged", "n_failed",
                "n_running", "top1_mean", "top1_std", "delta", "top5_mean", "params_m",
                "frozen_params_m", "macs_g", "img_per_s", "wall_s", "paper_top1", "paper_delta",
@@ -61,36 +58,25 @@ def find_runs(dirs: Sequence[Path]) -> list[Path]:
 
 
 def load_runs(dirs: Sequence[Path]) -> pd.DataFrame:
-    """One row per run record under ``dirs``: RUN_COLUMNS plus ``run_dir`` and ``extra``."""
+    """One row per run record under ``dirs``: the fields of RunRecord, plus ``run_dir`` and ``extra``."""
     records = []
     for run_dir in find_runs(dirs):
-        record = read_results(run_dir)
+        record = read_record(run_dir)
         if record is None:
             log.warning("skipping %s: its %s is unreadable", run_dir, RESULTS)
             continue
-        records.append({**record, "run_dir": run_dir})
+        records.append({**asdict(record), "run_dir": run_dir})
     if not records:
         raise NoRecordsError(f"{', '.join(map(str, dirs))}: no readable {RESULTS}")
-    runs = pd.DataFrame(records).reindex(columns=[*RUN_COLUMNS, "run_dir"])
+    runs = pd.DataFrame(records)
     runs[INT_COLUMNS] = runs[INT_COLUMNS].astype("Int64")
-    runs["is_baseline"] = runs.is_baseline.eq(True)
-    # groupby drops null keys, and a run must never vanish from the table.
-    runs["group"] = runs.group.fillna("Custom")
-    runs["variant"] = runs.variant.fillna(runs.run_dir.map(lambda p: p.name))
-    runs["overrides"] = runs.overrides.map(lambda o: o if isinstance(o, list) else [])
-    runs["extra"] = _extras(runs.overrides)
+    runs[FLOAT_COLUMNS] = runs[FLOAT_COLUMNS].astype(float)
+    runs["extra"] = _extras(runs.free_overrides)
     return runs
 
 
-def _free_overrides(overrides: list[str]) -> list[str]:
-    def key(override: str) -> str:
-        name = override.partition("=")[0].lstrip("+~")
-        return name.split("/")[0].split(".")[0]
-    return [o for o in overrides if key(o) not in DESIGN_KEYS]
-
-
-def _extras(overrides: pd.Series) -> pd.Series:
-    free = overrides.map(_free_overrides)
+def _extras(free: pd.Series) -> pd.Series:
+    """The settings that differ within the report; those shared by every run name no row."""
     shared = set.intersection(*map(set, free))
     return free.map(lambda f: ", ".join(o for o in f if o not in shared))
 
@@ -98,7 +84,7 @@ def _extras(overrides: pd.Series) -> pd.Series:
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """The table: one row per (group, variant, extra), in Table 5's order, CSV_COLUMNS plus ``label``."""
     design = runs.groupby(KEYS, sort=False).agg(
-        params_m=("params_m", "first"), frozen_params_m=("frozen_params_m", "first"),
+        row=("row", "first"), params_m=("params_m", "first"), frozen_params_m=("frozen_params_m", "first"),
         macs_g=("macs_g", "first"), is_baseline=("is_baseline", "any"), n_runs=("status", "size"))
     counts = (pd.crosstab([runs[k] for k in KEYS], runs.status)
               .reindex(index=design.index, columns=list(STATUSES), fill_value=0)
@@ -108,21 +94,20 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         top1_mean=("top1", "mean"), top1_std=("top1", "std"), top5_mean=("top5", "mean"),
         img_per_s=("img_per_s", "mean"), wall_s=("wall_s", "mean"))
     table = _in_paper_order(design.join(counts).join(metrics).reset_index())
-    table["is_baseline"] = table.is_baseline | table.group.eq(BASELINE_GROUP)
     table["status"] = table.apply(_row_status, axis=1)
     table["label"] = table.variant + table.extra.map(lambda e: f" [{e}]" if e else "")
     table["delta"] = table.top1_mean - _baseline_top1(table)
-    paper = pd.DataFrame([_paper_row(r) or {} for r in table.itertuples()], index=table.index)
-    paper = paper.reindex(columns=["top1", "params_m", "macs_g"]).add_prefix("paper_")
-    table = table.join(paper)
-    table["paper_delta"] = table.paper_top1 - PAPER_BASELINE["top1"]
+    paper = [table5.row(row_id) for row_id in table.row]
+    for column in ("top1", "params_m", "macs_g"):
+        table[f"paper_{column}"] = [getattr(p, column) if p else np.nan for p in paper]
+    table["paper_delta"] = table.paper_top1 - PAPER_BASELINE.top1
     return table
 
 
 def _in_paper_order(table: pd.DataFrame) -> pd.DataFrame:
     """Table 5's groups and rows first, then other groups and variants alphabetically."""
     ranked = table.assign(_g=table.group.map(GROUP_RANK).fillna(len(GROUP_RANK)),
-                          _v=table.variant.map(VARIANT_RANK).fillna(len(VARIANT_RANK)))
+                          _v=table.row.map(ROW_RANK).fillna(len(ROW_RANK)))
     ranked = ranked.sort_values(["_g", "group", "_v", "variant", "extra"], kind="stable")
     return ranked.drop(columns=["_g", "_v"]).reset_index(drop=True)
 
@@ -144,16 +129,12 @@ def _baseline_top1(table: pd.DataFrame) -> pd.Series:
     return table.extra.map(base).fillna(base.get("", np.nan))
 
 
-def _paper_row(row: tuple) -> dict | None:
-    return paper_row_named(row.group, row.variant) or (PAPER_BASELINE if row.is_baseline else None)
-
-
 def load_history(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch history of the ``runs`` that have one, keyed by the ``row`` column each run carries."""
-    frames = [pd.read_csv(path).assign(row=row)
-              for path, row in zip(runs.run_dir.map(lambda d: d / HISTORY), runs.row)
+    """Per-epoch history of the ``runs`` that have one, keyed by the ``entry`` (table row) each run carries."""
+    frames = [pd.read_csv(path).assign(entry=entry)
+              for path, entry in zip(runs.run_dir.map(lambda d: d / HISTORY), runs.entry)
               if path.is_file() and path.stat().st_size]
-    columns = ["row", "epoch", "top1"]
+    columns = ["entry", "epoch", "top1"]
     return pd.concat(frames)[columns] if frames else pd.DataFrame(columns=columns)
 
 
@@ -208,7 +189,7 @@ def _header(runs: pd.DataFrame) -> str:
             f"Top-1 is the final epoch's validation top-1, mean ± sample std over completed seeds "
             f"(n). Δ is our mean minus our baseline's. Paper columns: PoolFormer-S12 on ImageNet-1K "
             f"at 224 px, 300 epochs (Yu et al., CVPR 2022, Table 5); paper Δ is relative to its "
-            f"baseline's {PAPER_BASELINE['top1']:.1f}.")
+            f"baseline's {PAPER_BASELINE.top1:.1f}.")
 
 
 def build_report(dirs: Sequence[Path], out: Path) -> Path:
@@ -219,7 +200,7 @@ def build_report(dirs: Sequence[Path], out: Path) -> Path:
 def write_report(runs: pd.DataFrame, out: Path) -> Path:
     """Write table.md, table.csv and the plots for ``runs`` (from ``load_runs``) into ``out``; return table.md."""
     table = summarize(runs)
-    runs = runs.merge(table[KEYS].reset_index(names="row"), on=KEYS)
+    runs = runs.merge(table[KEYS].reset_index(names="entry"), on=KEYS)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table[CSV_COLUMNS].round(4).to_csv(out / "table.csv", index=False)

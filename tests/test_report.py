@@ -1,5 +1,4 @@
 """ablate.report on hand-made run records: aggregation, statuses, row naming, files and the CLI."""
-import json
 import math
 import subprocess
 import sys
@@ -8,27 +7,31 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ablate import table5
+from ablate.record import RunRecord, write_record
 from ablate.report import build_report, load_runs, main, summarize
 
 SHARED = ["model=xs", "train.epochs=3"]
+DESIGN = ("mixer=", "norm=", "act=", "residual=")
 PNGS = ("bars.png", "curves.png", "acc_vs_macs.png")
 
 
-def write_run(run_dir: Path, group: str, variant: str, overrides: list[str], seed: int,
+def write_run(run_dir: Path, row: str | None, variant: str | None, overrides: list[str], seed: int,
               top1: float | None, status: str = "completed", epochs_done: int = 3) -> None:
-    """A run directory as train.py leaves it: results.json and one history row per finished epoch."""
-    run_dir.mkdir(parents=True)
-    record = {
-        "status": status, "group": group, "variant": variant, "is_baseline": group == "Baseline",
-        "overrides": [*overrides, f"seed={seed}", *SHARED], "sweep": "t", "seed": seed,
-        "epochs": 3, "epochs_done": epochs_done, "top1": top1,
-        "top5": None if top1 is None else 99.0, "best_top1": top1, "best_epoch": epochs_done,
-        "val_loss": None, "train_loss": None, "params_m": 0.5, "frozen_params_m": 0.0,
-        "macs_g": 0.01, "img_size": 32, "model": "xs", "data": "digits", "img_per_s": 1000.0,
-        "peak_mem_mb": 10.0, "wall_s": 5.0, "device": "cpu", "world_size": 1, "versions": {},
-        "git_commit": None, "error": None, "started_at": None, "updated_at": None,
-    }
-    (run_dir / "results.json").write_text(json.dumps(record))
+    """A run directory as train.py leaves it: results.json and one history row per finished epoch.
+
+    ``row`` is a Table 5 row id, whose names the record takes; ``variant`` names a Custom design.
+    """
+    paper = table5.row(row)
+    settings = [o for o in overrides if not o.startswith(DESIGN)] + SHARED
+    record = RunRecord(
+        group=paper.group if paper else "Custom", variant=paper.variant if paper else variant, row=row,
+        is_baseline=row == table5.BASELINE, overrides=[*overrides, f"seed={seed}", *SHARED],
+        free_overrides=settings, sweep="t", seed=seed, model="xs", data="digits", img_size=32, epochs=3,
+        status=status, epochs_done=epochs_done, top1=top1, top5=None if top1 is None else 99.0, best_top1=top1,
+        best_epoch=epochs_done, params_m=0.5, frozen_params_m=0.0, macs_g=0.01, img_per_s=1000.0,
+        peak_mem_mb=10.0, wall_s=5.0, device="cpu")
+    write_record(run_dir, record)
     rows = [{"epoch": e, "lr": 1e-3, "train_loss": 1.0, "val_loss": 1.0,
              "top1": (top1 or 10.0) * e / 3, "top5": 99.0, "epoch_s": 1.0, "img_per_s": 1000.0}
             for e in range(1, epochs_done + 1)]
@@ -43,23 +46,23 @@ def sweep(tmp_path: Path) -> Path:
     (root).mkdir()
     (root / "multirun.yaml").write_text("hydra: {}\n")
     runs = [
-        ("Baseline", "PoolFormer-S12", [], 0, 80.0, "completed"),
-        ("Baseline", "PoolFormer-S12", [], 1, 82.0, "completed"),
-        ("Token mixers", "Pooling → Identity mapping", ["mixer=identity"], 0, 70.0, "completed"),
-        ("Token mixers", "Pooling → Identity mapping", ["mixer=identity"], 1, 72.0, "completed"),
-        ("Token mixers", "Pooling → Identity mapping", ["mixer=identity"], 2, 77.0, "completed"),
-        ("Token mixers", "Pooling → Depthwise convolution", ["mixer=dwconv"], 0, None, "running"),
-        ("Normalization", "Modified Layer Normalization → None", ["norm=none"], 0, 12.0, "diverged"),
-        ("Normalization", "Modified Layer Normalization → None", ["norm=none"], 1, 40.0, "completed"),
-        ("Other components", "Residual connection → None", ["residual=false"], 0, None, "failed"),
-        ("Activation", "GELU → ReLU", ["act=relu", "train.lr=1e-3"], 0, 78.0, "completed"),
-        ("Activation", "GELU → ReLU", ["act=relu", "train.lr=2e-3"], 0, 79.0, "completed"),
-        ("Custom", "norm=ln, act=relu", ["norm=ln", "act=relu"], 0, 79.5, "completed"),
+        ("baseline", None, [], 0, 80.0, "completed"),
+        ("baseline", None, [], 1, 82.0, "completed"),
+        ("identity", None, ["mixer=identity"], 0, 70.0, "completed"),
+        ("identity", None, ["mixer=identity"], 1, 72.0, "completed"),
+        ("identity", None, ["mixer=identity"], 2, 77.0, "completed"),
+        ("dwconv", None, ["mixer=dwconv"], 0, None, "running"),
+        ("no_norm", None, ["norm=none"], 0, 12.0, "diverged"),
+        ("no_norm", None, ["norm=none"], 1, 40.0, "completed"),
+        ("no_residual", None, ["residual=false"], 0, None, "failed"),
+        ("relu", None, ["act=relu", "train.lr=1e-3"], 0, 78.0, "completed"),
+        ("relu", None, ["act=relu", "train.lr=2e-3"], 0, 79.0, "completed"),
+        (None, "norm=ln, act=relu", ["norm=ln", "act=relu"], 0, 79.5, "completed"),
     ]
-    for i, (group, variant, overrides, seed, top1, status) in enumerate(runs):
+    for i, (row, variant, overrides, seed, top1, status) in enumerate(runs):
         # Hydra nests run dirs one level deeper for some launchers; the report must find both.
         run_dir = root / (f"{i}" if i % 2 else f"nested/{i}")
-        write_run(run_dir, group, variant, overrides, seed, top1, status,
+        write_run(run_dir, row, variant, overrides, seed, top1, status,
                   epochs_done=1 if status == "running" else 3)
     return root
 
@@ -135,7 +138,7 @@ def test_report_files(sweep: Path, tmp_path: Path) -> None:
 
 def test_report_survives_a_single_failed_run_without_history(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    write_run(run, "Token mixers", "Pooling → Identity mapping", ["mixer=identity"], 0, None,
+    write_run(run, "identity", None, ["mixer=identity"], 0, None,
               status="failed", epochs_done=0)
     (run / "history.csv").write_text("")
     text = build_report([run], tmp_path / "out").read_text()

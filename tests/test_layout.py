@@ -1,0 +1,91 @@
+"""The codebase's shape: dependencies one way, entry points that start fast, and facts kept in one place."""
+import json
+import subprocess
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ablate import table5
+from ablate.config import CONF_DIR, group_options
+from ablate.record import RunRecord
+from ablate.report import FACTS, FLOAT_COLUMNS, INT_COLUMNS, KEYS
+from ablate.sweep import job_overrides
+
+HEAVY = ("torch", "timm")
+
+
+def imported_after(code: str, cwd: Path | None = None) -> set[str]:
+    """The top-level modules a fresh interpreter has imported after running ``code``."""
+    probe = f"import sys\ntry:\n{''.join('    ' + line + chr(10) for line in code.splitlines())}" \
+            "except SystemExit:\n    pass\nprint('MODULES', *sorted({m.split('.')[0] for m in sys.modules}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd, timeout=120)
+    line = next(line for line in out.stdout.splitlines() if line.startswith("MODULES"))
+    return set(line.split()[1:])
+
+
+def test_help_imports_neither_torch_nor_timm_and_answers_fast(tmp_path):
+    modules = imported_after("import runpy\nsys.argv = ['ablate', '--help']\nrunpy.run_module('ablate', "
+                             "run_name='__main__')", cwd=tmp_path)
+    assert not modules & set(HEAVY) and "hydra" in modules
+    tic = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "ablate", "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0 and "python -m ablate -m +sweep=table5" in out.stdout
+    assert time.perf_counter() - tic < 2
+
+
+def test_report_imports_neither_torch_nor_timm(tmp_path):
+    write_record = "from ablate.record import RunRecord, write_record\n" \
+                   f"write_record({str(tmp_path / 'run')!r}, RunRecord('Baseline', 'PoolFormer-S12', 'baseline'))"
+    subprocess.run([sys.executable, "-c", write_record], check=True)
+    modules = imported_after(f"import runpy\nsys.argv = ['ablate.report', {str(tmp_path)!r}, '--out', "
+                             f"{str(tmp_path / 'out')!r}]\nrunpy.run_module('ablate.report', run_name='__main__')")
+    assert not modules & set(HEAVY) and "pandas" in modules
+    assert (tmp_path / "out" / "table.md").is_file()
+
+
+def test_data_package_knows_nothing_of_the_model():
+    code = "import ablate.data.digits, ablate.data.folder, ablate.data.fashion_mnist, ablate.data.imagenet100\n" \
+           "print('MODEL', any(m.startswith('ablate.model') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", "import sys\n" + code], capture_output=True, text=True, check=True)
+    assert "MODEL False" in out.stdout
+
+
+def test_report_reads_only_record_fields():
+    names = {f.name for f in fields(RunRecord)}
+    assert set(INT_COLUMNS + FLOAT_COLUMNS) | {column for _, column in FACTS} | set(KEYS) - {"extra"} <= names
+
+
+def test_a_record_round_trips_and_tolerates_other_versions(tmp_path):
+    record = RunRecord("Token mixers", "Pooling → Identity mapping", "identity", seed=3, top1=71.5)
+    data = {**json.loads(json.dumps(record.__dict__)), "field_of_a_later_version": 1}
+    data.pop("peak_mem_mb")
+    assert RunRecord.from_dict(data) == record
+
+
+def test_each_table5_row_is_one_file_named_by_its_id():
+    assert group_options("sweep/table5") == sorted(table5.rows())
+    assert list(table5.rows())[0] == table5.BASELINE
+
+
+def test_named_sweeps_list_row_ids_only():
+    for sweep in group_options("sweep"):
+        params = OmegaConf.load(CONF_DIR / "sweep" / f"{sweep}.yaml").hydra.sweeper.params
+        assert list(params) == ["+sweep/table5"]
+        assert set(str(params["+sweep/table5"]).split(",")) <= set(table5.rows())
+
+
+def _sweep(params: dict, task: list[str]) -> OmegaConf:
+    return OmegaConf.create({"hydra": {"sweeper": {"params": params}, "overrides": {"task": task}}})
+
+
+def test_job_overrides_expand_as_hydras_basic_sweeper():
+    jobs = job_overrides(_sweep({"+sweep/table5": "baseline,identity"}, ["seed=0,1", "model=xs"]))
+    assert jobs == [["+sweep/table5=baseline", "seed=0", "model=xs"], ["+sweep/table5=baseline", "seed=1", "model=xs"],
+                    ["+sweep/table5=identity", "seed=0", "model=xs"], ["+sweep/table5=identity", "seed=1", "model=xs"]]
+    # The command line replaces the sweep file's value of the same key.
+    assert job_overrides(_sweep({"+sweep/table5": "baseline,identity"}, ["+sweep/table5=ln"])) == \
+        [["+sweep/table5=ln"]]
+    assert len(job_overrides(_sweep({}, ["+sweep/table5=glob(pool*)"]))) == 3
