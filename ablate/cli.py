@@ -13,11 +13,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ablate.config import CONF_DIR, check_config, check_overrides
-from ablate.errors import CheckpointError, ConfigError
+from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, WriteError
 from ablate.sweep import register_resolvers
 
 log = logging.getLogger("ablate")
-USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
+# Errors that one line explains: no traceback, and in a sweep the next job goes on.
+USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, WriteError)
 # Here, not in main(): a submitit job process imports this module to unpickle the task, and Hydra
 # resolves the job's directory (which names these resolvers) before it calls the task.
 register_resolvers()
@@ -32,6 +33,11 @@ def _task(cfg: DictConfig) -> float | None:
         from ablate.train import run
         sweep = hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if multirun else None)
         record = run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), sweep=sweep)
+    except RunDirError as e:  # nothing was written: the job is another process's, or another config's
+        if multirun:
+            log.warning("skipped: %s", e)
+            return None
+        sys.exit(f"error: {e}")
     except USER_ERRORS as e:
         if multirun:  # recorded as failed by run(); the sweep goes on
             log.error("%s: %s", hc.runtime.output_dir, e)
@@ -55,6 +61,10 @@ def main() -> None:
         # ranks starting a second apart cannot race on outputs/<time>/ (run() takes rank 0's dir).
         scratch = tempfile.mkdtemp(prefix=f"ablate-rank{os.environ['RANK']}-")
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        sys.argv += [f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}", "hydra.output_subdir=null",
+        sys.argv += [f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}",
                      "hydra/job_logging=disabled", "hydra/hydra_logging=disabled", "~hydra.callbacks.sweep"]
-    _task()
+    try:
+        _task()
+    except (KeyboardInterrupt, Interrupted) as e:
+        print("interrupted: each run keeps its last finished epoch; the same command resumes", file=sys.stderr)
+        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 143)

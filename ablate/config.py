@@ -1,5 +1,8 @@
 """Composing and checking configs: the same config the CLI builds, and one readable line when it is wrong."""
-from collections.abc import Sequence
+import difflib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 
 from hydra import compose as hydra_compose
@@ -18,12 +21,53 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+def _leaves(node: Mapping, prefix: str = "") -> Iterator[str]:
+    for key, value in node.items():
+        if isinstance(value, Mapping) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+@cache
+def known_keys() -> frozenset[str]:
+    """Every key ablate's config defines: config.yaml's own, and ``group.key`` for every option of every group."""
+    top = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml"))
+    keys = {k for k in _leaves(top) if not k.startswith(("defaults", "hydra."))}
+    for group in GROUPS:
+        for path in (CONF_DIR / group).glob("*.yaml"):
+            keys |= {f"{group}.{k}" for k in _leaves(OmegaConf.to_container(OmegaConf.load(path)))
+                     if k != "defaults"}
+    return frozenset(keys)
+
+
+def _free_form(key: str) -> bool:
+    """Keys ablate does not define but passes on: Hydra's own (e.g. hydra.launcher.*) and the sweep files."""
+    return key == "sweep" or key.startswith(("hydra.", "hydra/", "sweep/"))
+
+
+def _check_key(override: str, key: str) -> None:
+    bare = key.lstrip("+~")
+    if _free_form(bare) or bare in GROUPS:
+        return
+    if bare not in known_keys():
+        near = difflib.get_close_matches(bare, known_keys(), n=1)
+        hint = f"; did you mean {near[0]}?" if near else "; the keys are those of conf/"
+        raise ConfigError(f"{override}: {bare} is not a key of ablate's config{hint}")
+    if key.startswith("+") and not key.startswith("++"):
+        raise ConfigError(f"{override}: {bare} is already a key; set it without the +")
+
+
 def check_overrides(overrides: Sequence[str]) -> None:
-    """Reject an unknown option of a config group (also inside a sweep's comma list) before Hydra runs."""
+    """Reject unknown keys (also with +) and unknown options of a config group (also inside a sweep's comma list)
+    before Hydra runs."""
     for override in overrides:
         key, sep, value = override.partition("=")
+        if not sep:
+            continue
+        _check_key(override, key)
         key = key.lstrip("+~")
-        if not sep or key not in GROUPS or value.startswith(("glob(", "choice(", "range(")):
+        if key not in GROUPS or value.startswith(("glob(", "choice(", "range(")):
             continue
         for option in value.split(","):
             _check_option(key, option)
@@ -62,6 +106,19 @@ def check_model_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.img_size={size!r} must be an integer ≥ 32 (four stages downsample by 32)")
 
 
+def _check_number(node: DictConfig, key: str, positive: bool, at_most: float | None = None) -> None:
+    """``train.<key>`` is null or a finite number, > 0 (``positive``) or ≥ 0, and ≤ ``at_most``."""
+    value = node[key]
+    if value is None:
+        return
+    bound = "> 0" if positive else "≥ 0"
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+          and (value > 0 if positive else value >= 0) and (at_most is None or value <= at_most))
+    if not ok:
+        limit = f" and ≤ {at_most:g}" if at_most is not None else ""
+        raise ConfigError(f"train.{key}={value!r} must be a finite number {bound}{limit}")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every check that can run before data is read or a model is built."""
     check_model_config(cfg)
@@ -72,6 +129,14 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"train.{key}={value!r} must be a positive integer")
     if t.lr is None and t.lr_per_1024 is None:
         raise ConfigError("train.lr=null needs train.lr_per_1024 to scale the learning rate from")
+    for key in ("lr", "lr_per_1024"):
+        _check_number(t, key, positive=True)
+    for key in ("weight_decay", "warmup_lr", "min_lr", "mixup", "cutmix", "grad_clip"):
+        _check_number(t, key, positive=False)
+    for key in ("label_smoothing", "reprob", "mixup_switch_prob"):
+        _check_number(t, key, positive=False, at_most=1.0)
+    for key in ("warmup_epochs", "cooldown_epochs"):
+        _check_number(t, key, positive=False)
     if OmegaConf.is_missing(cfg.data, "root"):
         raise ConfigError(f"data={cfg.data.name} needs data.root=PATH (see conf/data/{cfg.data.name}.yaml)")
     root = cfg.data.root

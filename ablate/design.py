@@ -55,7 +55,8 @@ def _format(value: Any) -> str:
 
 
 def name_run(cfg: DictConfig) -> RunName:
-    """The paper's row and names when the design is a Table 5 row; else ``Custom`` and what differs from the baseline."""
+    """The paper's row and names when the design is a Table 5 row, else ``Custom`` and how it differs from the
+    baseline."""
     d = design(cfg)
     designs = dict(_row_designs())
     row_id = next((i for i, row_design in designs.items() if row_design == d), None)

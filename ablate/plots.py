@@ -145,7 +145,10 @@ def plot_acc_vs_macs(table: pd.DataFrame) -> Figure:
 
 
 def write_plots(table: pd.DataFrame, history: pd.DataFrame, out: Path) -> dict[str, Path]:
-    """Draw every plot into ``out``; return {title: path}. ``history`` has columns entry (the table's index), epoch, top1."""
+    """Draw every plot into ``out``; return {title: path}.
+
+    ``history`` has columns entry (the table's index), epoch, top1.
+    """
     figures = {
         ("Top-1 per group", "bars.png"): plot_bars(table),
         ("Validation top-1 per epoch", "curves.png"): plot_curves(table, history),

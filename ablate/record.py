@@ -1,4 +1,4 @@
-"""A run's record, and the files a run leaves: results.json, history.csv, error.txt.
+"""A run's record, and the files a run leaves: results.json, history.csv, error.txt, .hydra/.
 
 ``RunRecord`` owns the record's fields: training fills one, the report, the wandb tracker and the
 tests read its attributes, so a renamed field fails where it is read instead of turning into an
@@ -6,6 +6,7 @@ empty column. Writes are atomic (temp file + rename), so an interrupted run neve
 file. Imports no torch: the report reads records without it.
 """
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -19,18 +20,41 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ablate.errors import WriteError
 
 RESULTS = "results.json"
 HISTORY = "history.csv"
 ERROR = "error.txt"
-STATUSES = ("running", "completed", "diverged", "failed")
+TEMP_PATTERN = ".*.tmp"  # atomic_write's temp files
+RUN_CONFIG = ".hydra"
+STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
+# Keys that do not decide a run's result: where the data lives, a start-up check, logging, the resume switch.
+NOT_RESULT_KEYS = ("data.root", "data.verify", "wandb", "train.resume")
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def result_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config minus NOT_RESULT_KEYS: what two runs must share to be the same run."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key in NOT_RESULT_KEYS:
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(leaf, None)
+    return config
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+    """A short hash of a result config (``result_config``), the same whatever the order of its keys."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -51,6 +75,8 @@ class RunRecord:
     recipe: str | None = None
     img_size: int | None = None
     epochs: int | None = None  # planned, cool-down included
+    fingerprint: str | None = None  # of ``config``; a directory holds runs of one fingerprint only
+    config: dict[str, Any] = field(default_factory=dict)  # result_config(cfg)
     # How it went.
     status: str = "running"
     epochs_done: int = 0
@@ -82,10 +108,17 @@ class RunRecord:
               sweep: str | None, device: str, world_size: int) -> "RunRecord":
         """A new ``running`` record of ``cfg``, named by ``names`` (row, group, variant, is_baseline)."""
         t = cfg.train
+        config = result_config(cfg)
         return cls(**names, overrides=list(overrides), free_overrides=list(free), sweep=sweep, seed=cfg.seed,
                    model=cfg.model.name, data=cfg.data.name, recipe=t.name, img_size=cfg.data.img_size,
-                   epochs=t.epochs + t.cooldown_epochs, device=device, world_size=world_size,
-                   versions=versions(), git_commit=git_commit())
+                   epochs=t.epochs + t.cooldown_epochs, fingerprint=fingerprint(config), config=config,
+                   device=device, world_size=world_size, versions=versions(), git_commit=git_commit())
+
+    def resume_from(self, previous: "RunRecord") -> None:
+        """Carry ``previous``'s progress over, so that a restart that fails loses none of it."""
+        for name in PROGRESS_FIELDS:
+            setattr(self, name, getattr(previous, name))
+        self.started_at = previous.started_at
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunRecord":
@@ -104,6 +137,11 @@ class RunRecord:
         self.img_per_s = statistics.median(r["img_per_s"] for r in history)
         self.peak_mem_mb = peak_mem_mb
         self.updated_at = now()
+
+
+# What a run has achieved so far; a restart starts from it (see RunRecord.resume_from).
+PROGRESS_FIELDS = ("epochs_done", "top1", "top5", "best_top1", "best_epoch", "val_loss", "train_loss", "params_m",
+                   "frozen_params_m", "macs_g", "img_per_s", "peak_mem_mb", "wall_s", "data_info")
 
 
 def versions() -> dict[str, str]:
@@ -127,17 +165,50 @@ def git_commit() -> str | None:
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it over ``path``."""
+    """Call ``write(tmp)`` on a temp file beside ``path`` (TEMP_PATTERN), then rename it over ``path``.
+
+    An OSError (a full disk, a read-only folder) becomes a WriteError naming ``path`` in one line.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        reason = (e.strerror or str(e)).lower()
+        raise WriteError(e.errno, f"{reason} while writing {path}") from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_stray_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files that an atomic write killed half-way left in ``folder``; return them."""
+    stray = sorted(Path(folder).glob(TEMP_PATTERN))
+    for path in stray:
+        path.unlink(missing_ok=True)
+    return stray
+
+
+def write_run_config(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """``.hydra/config.yaml`` and ``.hydra/overrides.yaml``, as Hydra writes them, but only for a run that trains.
+
+    Hydra itself is told not to (``hydra.output_subdir: null``): it would rewrite them at every launch, also
+    for a run that is then skipped or refused, and contradict the record.
+    """
+    folder = Path(run_dir) / RUN_CONFIG
+    atomic_write(folder / "config.yaml", lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
+    atomic_write(folder / "overrides.yaml", lambda tmp: OmegaConf.save(OmegaConf.create(list(overrides)), tmp))
+
+
+def write_error(run_dir: Path, summary: str, details: str) -> None:
+    """``error.txt``: the one-line reason first, then the traceback."""
+    def dump(tmp: str) -> None:
+        Path(tmp).write_text(f"{summary}\n\n{details}", encoding="utf-8")
+    atomic_write(Path(run_dir) / ERROR, dump)
 
 
 def write_record(run_dir: Path, record: RunRecord) -> None:

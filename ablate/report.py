@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ablate import table5
+from ablate.errors import ReportError, RunDirError
+from ablate.outdir import staged
 from ablate.plots import write_plots
 from ablate.record import HISTORY, RESULTS, STATUSES, read_record
 
@@ -32,9 +34,11 @@ INT_COLUMNS = ["seed", "epochs", "epochs_done", "img_size", "world_size"]
 # Null in a run that stopped before measuring them; numeric all the same, so that a table of such runs still sums.
 FLOAT_COLUMNS = ["top1", "top5", "params_m", "frozen_params_m", "macs_g", "img_per_s", "wall_s"]
 CSV_COLUMNS = ["group", "variant", "extra", "status", "n", "n_runs", "n_diverged", "n_failed",
-               "n_running", "top1_mean", "top1_std", "delta", "top5_mean", "params_m",
+               "n_running", "n_interrupted", "top1_mean", "top1_std", "delta", "top5_mean", "params_m",
                "frozen_params_m", "macs_g", "img_per_s", "wall_s", "paper_top1", "paper_delta",
                "paper_params_m", "paper_macs_g", "is_baseline"]
+# Runs that differ in these are compared only with a warning: {column: what it is, in the warning}.
+MIX_COLUMNS = {"data": "data sets", "model": "models", "recipe": "recipes"}
 # (header label, runs column) for the line that says what was run.
 FACTS = [("data", "data"), ("model", "model"), ("epochs", "epochs"), ("img size", "img_size"),
          ("seeds", "seed"), ("device", "device"), ("world size", "world_size"), ("sweep", "sweep")]
@@ -119,6 +123,8 @@ def _row_status(row: pd.Series) -> str:
         return "partial"
     if row.n_running:
         return "running"
+    if row.n_interrupted:
+        return "interrupted"
     return "diverged" if row.n_diverged else "failed"
 
 
@@ -147,7 +153,7 @@ def _top1_cell(row: pd.Series) -> str:
     if row.n:
         std = f" ± {row.top1_std:.2f}" if row.n > 1 else ""
         parts.append(f"{row.top1_mean:.2f}{std} ({row.n})")
-    for status in ("diverged", "failed", "running"):
+    for status in ("diverged", "failed", "running", "interrupted"):
         k = row[f"n_{status}"]
         if k:
             parts.append(status if k == row.n_runs == 1 else f"{status} ({k}/{row.n_runs} seeds)")
@@ -182,10 +188,11 @@ def _distinct(values: pd.Series) -> str:
     return ", ".join(map(str, sorted(values.dropna().unique()))) or "—"
 
 
-def _header(runs: pd.DataFrame) -> str:
+def _header(runs: pd.DataFrame, mixed: str) -> str:
     by_status = ", ".join(f"{k} {status}" for status, k in runs.status.value_counts().items())
     facts = "; ".join(f"{name}: {_distinct(runs[col])}" for name, col in FACTS)
-    return (f"# Ablation report\n\n{len(runs)} runs ({by_status}). {facts}.\n\n"
+    warning = f"**Warning: these runs mix {mixed}; rows may not be comparable.**\n\n" if mixed else ""
+    return (f"# Ablation report\n\n{warning}{len(runs)} runs ({by_status}). {facts}.\n\n"
             f"Top-1 is the final epoch's validation top-1, mean ± sample std over completed seeds "
             f"(n). Δ is our mean minus our baseline's. Paper columns: PoolFormer-S12 on ImageNet-1K "
             f"at 224 px, 300 epochs (Yu et al., CVPR 2022, Table 5); paper Δ is relative to its "
@@ -198,17 +205,28 @@ def build_report(dirs: Sequence[Path], out: Path) -> Path:
 
 
 def write_report(runs: pd.DataFrame, out: Path) -> Path:
-    """Write table.md, table.csv and the plots for ``runs`` (from ``load_runs``) into ``out``; return table.md."""
+    """Write table.md, table.csv and the plots for ``runs`` (from ``load_runs``) into ``out``; return table.md.
+
+    Files are replaced only where this report wrote them (``ablate.outdir``); ReportError otherwise.
+    """
     table = summarize(runs)
     runs = runs.merge(table[KEYS].reset_index(names="entry"), on=KEYS)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    table[CSV_COLUMNS].round(4).to_csv(out / "table.csv", index=False)
-    plots = write_plots(table, load_history(runs), out)
-    images = "\n".join(f"![{title}]({path.name})" for title, path in plots.items())
-    md = out / "table.md"
-    md.write_text(f"{_header(runs)}\n\n{markdown_table(table)}\n\n{images}\n", encoding="utf-8")
-    return md
+    mixed = _mixed(runs)
+    if mixed:
+        log.warning("the report mixes %s: its rows may not be comparable", mixed)
+    with staged(Path(out)) as folder:
+        table[CSV_COLUMNS].round(4).to_csv(folder / "table.csv", index=False)
+        plots = write_plots(table, load_history(runs), folder)
+        images = "\n".join(f"![{title}]({path.name})" for title, path in plots.items())
+        (folder / "table.md").write_text(f"{_header(runs, mixed)}\n\n{markdown_table(table)}\n\n{images}\n",
+                                         encoding="utf-8")
+    return Path(out) / "table.md"
+
+
+def _mixed(runs: pd.DataFrame) -> str:
+    """The data sets, models and recipes that differ between ``runs`` ('' when none does)."""
+    parts = [f"{what} {_distinct(runs[column])}" for column, what in MIX_COLUMNS.items() if runs[column].nunique() > 1]
+    return "; ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         md = build_report(args.dirs, args.out or args.dirs[0] / "report")
-    except NoRecordsError as e:
+    except (NoRecordsError, ReportError, RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(md)

@@ -4,6 +4,7 @@ A sweep directory is named by the sweep and its command-line overrides (seeds ex
 seeds reuses the finished ones); each job's subdirectory by its own overrides and seed. Re-running
 the same command therefore finds every earlier run where it left it.
 """
+import hashlib
 import itertools
 import logging
 import re
@@ -17,11 +18,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ablate.config import compose, group_options
-from ablate.errors import ConfigError
+from ablate.errors import ConfigError, ReportError, RunDirError
 
 log = logging.getLogger(__name__)
 SWEEP_KEYS = ("+sweep", "sweep")
 SEED = "seed"
+MAX_NAME = 120  # bytes of one directory name (file systems allow 255; the path as a whole must stay usable)
+# A sweep exits non-zero, after its report, when any run ended so.
+BAD_STATUSES = ("failed", "diverged")
 
 
 def _key(override: str) -> str:
@@ -34,11 +38,25 @@ def _clean(name: str) -> str:
     return name.replace("/", ".").replace(" ", "")
 
 
+def _dirname(raw: str) -> str:
+    """``raw`` as one directory name, one-to-one and at most MAX_NAME bytes.
+
+    Where ``raw`` had to be flattened (``/a/x/y`` and ``/a/x.y`` both become ``.a.x.y``) or cut, a short hash of
+    ``raw`` follows, so distinct override sets never share a directory.
+    """
+    name = _clean(raw) or "baseline"
+    if name == raw and len(name.encode()) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+    head = name.encode()[:MAX_NAME - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
+
+
 def sweep_dirname(overrides: Sequence[str]) -> str:
     """``multirun/<sweep name>,<other overrides>``; seeds left out."""
     name = next((o.partition("=")[2] for o in overrides if _key(o) in SWEEP_KEYS), None)
     rest = sorted(o for o in overrides if _key(o).lstrip("+~") != SEED and _key(o) not in SWEEP_KEYS)
-    return _clean(",".join(([name] if name else []) + rest)) or "baseline"
+    return _dirname(",".join(([name] if name else []) + rest))
 
 
 def job_dirname(overrides: Sequence[str]) -> str:
@@ -52,7 +70,7 @@ def job_dirname(overrides: Sequence[str]) -> str:
             rows.append(value)
         elif key not in SWEEP_KEYS:
             rest.append(o)
-    return f"{_clean(','.join(rows + sorted(rest))) or 'baseline'}/seed={seed}"
+    return f"{_dirname(','.join(rows + sorted(rest)))}/seed={seed}"
 
 
 def register_resolvers() -> None:
@@ -98,17 +116,23 @@ class SweepCallback(Callback):
         log.info("checked the configs of %d jobs", len(jobs))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from ablate.report import load_runs, write_report  # pandas and matplotlib only once the sweep is over
+        from ablate.report import NoRecordsError, load_runs, write_report  # pandas, matplotlib: only at the end
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             runs = load_runs([sweep_dir])
+        except NoRecordsError as e:
+            raise SystemExit(f"error: no run left a record ({e})") from e
+        statuses = runs.status.value_counts().to_dict()
+        log.info("runs: %s", ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
+        problems = [f"{statuses[s]} run(s) {s}" for s in BAD_STATUSES if statuses.get(s)]
+        try:
             log.info("report: %s", write_report(runs, sweep_dir / "report"))
-            statuses = runs.status.value_counts().to_dict()
+        except (ReportError, RunDirError) as e:
+            problems.append(f"no report: {e}")
         except Exception:  # a report problem must not hide the finished runs
             log.exception("could not build the report for %s", sweep_dir)
-            return
-        log.info("runs: %s", ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
-        if statuses.get("failed"):
-            # Every job ran and the report shows which failed; the exit code tells scripts too.
-            raise SystemExit(f"error: {statuses['failed']} run(s) failed; see error.txt in their directories")
+            problems.append("no report (see the log)")
+        if problems:
+            # Every job ran; the exit code tells scripts what the report shows.
+            raise SystemExit(f"error: {'; '.join(problems)}; error.txt in a failed run's directory says why")

@@ -1,16 +1,22 @@
 """Train one variant. Read top to bottom: ``run`` → ``setup`` → ``train_one_epoch`` → ``evaluate`` → ``fit``.
 
-``run`` never loses work already written: a completed record is skipped, an unfinished run
-resumes from its checkpoint, a non-finite loss ends the run as ``diverged``, any other error is
-recorded as ``failed`` (with error.txt) and re-raised for the caller to decide.
+``run`` never loses or mixes work already written: it locks the run directory, refuses one that
+holds another config's run, skips a completed record, and resumes an unfinished run from its
+checkpoint. A non-finite loss ends the run as ``diverged``; Ctrl-C and SIGTERM as ``interrupted``
+(the last epoch's checkpoint is kept); any other error as ``failed`` with error.txt. The last two
+are re-raised for the caller to decide.
 """
 import logging
+import os
 import platform
 import random
 import resource
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +38,12 @@ from ablate.config import check_config
 from ablate.data import build_data
 from ablate.design import free_overrides, name_run
 from ablate.distributed import Dist, all_reduce_sum, broadcast, init_distributed, pick_device
+from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
 from ablate.loaders import Batches, build_loaders
 from ablate.model import build_model, model_stats
-from ablate.record import ERROR, RunRecord, now, read_record, write_history, write_record
+from ablate.model.stats import min_train_bytes
+from ablate.record import RunRecord, now, read_record, write_error, write_history, write_record, write_run_config
+from ablate.rundir import check_same_run, claimed
 from ablate.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -44,35 +53,130 @@ class Diverged(RuntimeError):
     """The training loss stopped being finite."""
 
 
+# SystemExit too: submitit's handler for SLURM's timeout signal requeues the job, then exits.
+INTERRUPTS = (KeyboardInterrupt, Interrupted, SystemExit)
+
+
 def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: str | None = None) -> RunRecord:
-    """Train, resume or skip the variant ``cfg`` in ``run_dir``; return its record."""
+    """Train, resume or skip the variant ``cfg`` in ``run_dir``; return its record.
+
+    A directory held by a live process, or holding another config's run, is refused (RunDirError) untouched.
+    """
     check_config(cfg)
     device = pick_device(cfg.train.device)
     d = init_distributed(device)
     run_dir = Path(broadcast(str(run_dir), d))  # under torchrun each rank's Hydra picks its own dir
-    previous = read_record(run_dir)
-    if cfg.train.resume and previous and previous.status == "completed":
-        log.info("%s already completed (top-1 %.2f): skipping", run_dir, previous.top1)
-        return previous
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    record = RunRecord.start(cfg, asdict(name_run(cfg)), overrides, free_overrides(overrides), sweep, device_name,
-                             d.world_size)
+    record = RunRecord.start(cfg, asdict(name_run(cfg)), overrides, free_overrides(overrides), sweep,
+                             _device_name(device), d.world_size)
+    with _claim_for_all_ranks(run_dir, record, d) as previous:
+        if previous is not None and cfg.train.resume:
+            if previous.status == "completed":
+                log.info("%s already completed (top-1 %.2f): skipping", run_dir, previous.top1)
+                return previous
+            record.resume_from(previous)
+        if d.is_main:
+            write_run_config(run_dir, cfg, overrides)
+            write_record(run_dir, record)
+        _fit_and_record(cfg, run_dir, record, device, d)
+    return record
+
+
+@contextmanager
+def _claim_for_all_ranks(run_dir: Path, record: RunRecord, d: Dist) -> Iterator[RunRecord | None]:
+    """Rank 0 locks ``run_dir`` and checks that it holds no other config's run; every rank gets its record."""
+    with ExitStack() as stack:
+        error, previous = None, None
+        if d.is_main:
+            try:
+                stack.enter_context(claimed(run_dir))
+                previous = read_record(run_dir)
+                if previous is not None:
+                    check_same_run(previous.config, record.config, run_dir)
+            except RunDirError as e:
+                error = str(e)
+        error, previous = broadcast((error, previous), d)
+        if error:
+            raise RunDirError(error)
+        yield previous
+
+
+def _fit_and_record(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> None:
+    """``fit``, then record how it ended: completed, diverged, or interrupted and failed (both re-raised)."""
     try:
-        fit(cfg, run_dir, record, device, d)
+        with _sigterm_interrupts():
+            fit(cfg, run_dir, record, device, d)
     except Diverged as e:
         record.status, record.error = "diverged", str(e)
         log.warning("%s diverged: %s", record.variant, e)
+    except INTERRUPTS as e:
+        record.status = "interrupted"
+        record.error = (f"interrupted by {_cause(e)} after epoch {record.epochs_done}; "
+                        "the same command resumes it from its checkpoint")
+        raise
     except BaseException as e:
-        record.status, record.error = "failed", f"{type(e).__name__}: {e}"
+        record.status, record.error = "failed", _one_line(e)
         if d.is_main:
-            (run_dir / ERROR).parent.mkdir(parents=True, exist_ok=True)
-            (run_dir / ERROR).write_text(traceback.format_exc())
+            _best_effort(write_error, run_dir, record.error, traceback.format_exc())
         raise
     finally:
         record.updated_at = now()
         if d.is_main:
-            write_record(run_dir, record)
-    return record
+            _best_effort(write_record, run_dir, record)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into Interrupted while training, so that the record says so (Python's default just dies)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _cause(e: BaseException) -> str:
+    if isinstance(e, KeyboardInterrupt):
+        return "SIGINT (Ctrl-C)"
+    if isinstance(e, SystemExit):
+        return f"an exit request ({e.code})"
+    return str(e)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return str(e) if isinstance(e, WriteError) else f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def _best_effort(write: Callable[..., None], *args: Any) -> None:
+    """Write a failure's record without hiding the failure: a write that fails too is logged in one line."""
+    try:
+        write(*args)
+    except WriteError as e:
+        log.error("could not record the failure: %s", e)
+
+
+def _check_fits(cfg: DictConfig, device: torch.device) -> None:
+    """ConfigError when a training step cannot fit in the device's memory whatever else is running."""
+    if device.type == "cuda":
+        total, size = torch.cuda.get_device_properties(device).total_memory, 2 if cfg.train.amp else 4
+    else:
+        total, size = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), 4
+    need = min_train_bytes(cfg, size)
+    if need > total:
+        raise ConfigError(f"data.img_size={cfg.data.img_size} with train.batch_size={cfg.train.batch_size} needs "
+                          f"at least {need / 1e9:,.1f} GB for a training step of model {cfg.model.name}, more than "
+                          f"the {total / 1e9:,.1f} GB of {_device_name(device)}; lower either")
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 
 
 @dataclass
@@ -102,14 +206,18 @@ class Trainer:
 def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> Trainer:
     """Data, model, optimiser, schedule and loss; the checkpoint's state when the run resumes."""
     t = cfg.train
+    _check_fits(cfg, device)
     ckpt_path = run_dir / CHECKPOINT
     # Read the checkpoint before any data or model work, so a corrupt one stops the run at once.
     ckpt = load_checkpoint(ckpt_path) if t.resume and ckpt_path.exists() else None
+    if ckpt is not None:
+        check_same_run(ckpt.get("config"), record.config, ckpt_path)
     data = build_data(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data.num_classes)
     stats = model_stats(model, cfg.data.img_size)
-    record.params_m, record.frozen_params_m, record.macs_g = stats["params_m"], stats["frozen_params_m"], stats["macs_g"]
+    record.params_m, record.frozen_params_m = stats["params_m"], stats["frozen_params_m"]
+    record.macs_g = stats["macs_g"]
     record.data_info = data.info
     model.to(device)
     if device.type == "cuda" and t.channels_last:
@@ -197,6 +305,10 @@ def evaluate(model: nn.Module, loader: Batches, device: torch.device, d: Dist, a
 def fit(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> None:
     """The epoch loop: train, evaluate, then record and checkpoint every epoch."""
     tr = setup(cfg, run_dir, record, device, d)
+    if tr.history:  # the checkpoint's progress, also when results.json was lost
+        record.update_from_history(tr.history, _peak_mem_mb(device))
+    else:
+        log.info("training %s from scratch", run_dir)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     wall_start = time.perf_counter() - (tr.history[-1]["wall_s"] if tr.history else 0.0)
@@ -214,8 +326,8 @@ def fit(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device,
             if d.is_main:
                 write_history(run_dir, tr.history)
                 save_checkpoint(run_dir / CHECKPOINT, {"model": tr.model.state_dict(),
-                                                       "optimizer": tr.optimizer.state_dict(),
-                                                       "epoch": epoch + 1, "history": tr.history})
+                                                       "optimizer": tr.optimizer.state_dict(), "epoch": epoch + 1,
+                                                       "history": tr.history, "config": record.config})
                 write_record(run_dir, record)
         record.status = "completed"
 

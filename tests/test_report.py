@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ablate import table5
-from ablate.record import RunRecord, write_record
+from ablate.record import RunRecord, read_record, write_record
 from ablate.report import build_report, load_runs, main, summarize
 
 SHARED = ["model=xs", "train.epochs=3"]
@@ -164,3 +164,29 @@ def test_cli_fails_in_one_line_without_records(tmp_path: Path, make_dir: bool, c
     err = capsys.readouterr().err
     assert err.startswith(f"error: {target}") and err.count("\n") == 1
     assert not (target / "report").exists()
+
+
+def test_report_warns_when_runs_mix_data_sets(tmp_path: Path, caplog) -> None:
+    write_run(tmp_path / "a", "baseline", None, [], 0, 80.0)
+    write_run(tmp_path / "b", "identity", None, ["mixer=identity"], 0, 70.0)
+    record = read_record(tmp_path / "b")
+    record.data = "fashion_mnist"
+    write_record(tmp_path / "b", record)
+    text = build_report([tmp_path], tmp_path / "out").read_text()
+    assert "**Warning: these runs mix data sets digits, fashion_mnist; rows may not be comparable.**" in text
+    assert "mixes data sets digits, fashion_mnist" in caplog.text
+
+
+def test_out_replaces_only_files_the_report_wrote(sweep: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    assert main([str(sweep), "--out", str(out)]) == 0  # its own files: replaced
+    (out / "table.md").write_text("my notes")
+    assert main([str(sweep), "--out", str(out)]) == 1
+    assert "refusing to overwrite" in capsys.readouterr().err and (out / "table.md").read_text() == "my notes"
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "table.csv").write_text("a,b\n")
+    assert main([str(sweep), "--out", str(theirs)]) == 1
+    assert "was not written by ablate's report" in capsys.readouterr().err
+    assert sorted(p.name for p in theirs.iterdir()) == ["table.csv"]  # nothing else published

@@ -77,7 +77,7 @@ def test_resumed_run_continues_exactly(tmp_path, monkeypatch):
     monkeypatch.setattr(ablate.train, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "split")
-    assert json.loads((tmp_path / "split/results.json").read_text())["status"] == "failed"
+    assert json.loads((tmp_path / "split/results.json").read_text())["status"] == "interrupted"
     assert len(history(tmp_path / "split")) == 1
     monkeypatch.setattr(ablate.train, "evaluate", evaluate)
 
@@ -156,7 +156,8 @@ def test_wandb_is_off_by_default_and_offline_when_on(tmp_path, monkeypatch):
     (["stage_mixers=[pooling,pooling,attention,attention]", "norm=ln"], "Hybrid stages",
      "[Pool, Pool, Pool, Pool] → [Pool, Pool, Attention, Attention]"),
     # The paper trained this hybrid with LN; with MLN it is another design.
-    (["stage_mixers=[pooling,pooling,pooling,attention]"], "Custom", "stage_mixers=[pooling,pooling,pooling,attention]"),
+    (["stage_mixers=[pooling,pooling,pooling,attention]"], "Custom",
+     "stage_mixers=[pooling,pooling,pooling,attention]"),
     (["pool_size=3"], "Baseline", "PoolFormer-S12"),
     (["stage_mixers=[pooling,pooling,pooling,pooling]"], "Baseline", "PoolFormer-S12"),
     (["mixer=identity", "pool_size=7"], "Token mixers", "Pooling → Identity mapping"),  # identity ignores pool_size
