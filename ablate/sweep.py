@@ -14,6 +14,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ablate.config import compose, group_options
@@ -97,13 +98,21 @@ class SweepCallback(Callback):
             raise SystemExit(f"error: {e}") from e
         log.info("checked the configs of %d jobs", len(jobs))
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            from ablate.status import job_line  # reads the sweep's files only
+            hc = config.hydra
+            log.info(job_line(Path(hc.sweep.dir), hc.job.num, Path(hc.runtime.output_dir)))
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from ablate.report import load_runs, write_report  # pandas and matplotlib only once the sweep is over
+        from ablate.tracking import log_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             runs = load_runs([sweep_dir])
             log.info("report: %s", write_report(runs, sweep_dir / "report"))
+            log_report(config, sweep_dir / "report", next(iter(runs.sweep.dropna()), None))
             statuses = runs.status.value_counts().to_dict()
         except Exception:  # a report problem must not hide the finished runs
             log.exception("could not build the report for %s", sweep_dir)
