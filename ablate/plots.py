@@ -177,8 +177,12 @@ def plot_acc_vs_macs(table: pd.DataFrame) -> Figure:
         ax.annotate(str(number), (row.macs_g, row.top1_mean), xytext=(12, heights[number - 1]),
                     textcoords=("offset points", "data"), fontsize=8, va="center", color=colour,
                     arrowprops={"arrowstyle": "-", "color": "gray", "linewidth": 0.5})
-    ax.set_ylim(min(heights.min(), (done.top1_mean - std).min()) - 2 * gap,
-                max(heights.max(), (done.top1_mean + std).max()) + 2 * gap)
+    low, high = (min(heights.min(), (done.top1_mean - std).min()) - 2 * gap,
+                 max(heights.max(), (done.top1_mean + std).max()) + 2 * gap)
+    ax.set_ylim(low, high)
+    # Stacked numbers may reach past 100%: no tick there, so the axis never suggests such a top-1.
+    ticks = MaxNLocator(steps=[1, 2, 2.5, 5, 10]).tick_values(low, high)
+    ax.set_yticks([t for t in ticks if low <= t <= high and 0 <= t <= 100])
     if done.macs_g.max() >= 10 * done.macs_g.min():
         ax.set_xscale("log")
     ax.margins(x=0.15)

@@ -6,7 +6,8 @@ Reads only what runs leave on disk (results.json, history.csv, val_correct.npz),
 training. A row is one variant: (ablation group, variant, extra), where *extra* holds the run
 overrides that are neither its seed nor its block design and that differ within the report, so a
 sweep-wide ``model=xs`` keeps the paper's names while ``train.lr=1e-3,2e-3`` splits rows. Seeds
-of a row are averaged; failed, diverged and unfinished runs stay in the table with their status.
+of a row are averaged, and its Δ against the baseline is paired by seed and by image (ablate.effects); failed,
+diverged and unfinished runs stay in the table with their status.
 """
 import argparse
 import json

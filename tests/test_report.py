@@ -229,7 +229,8 @@ def test_latex_table_is_booktabs_and_escaped(report: Path) -> None:
     assert "norm=ln, act=relu" in body and "→" not in body and "±" not in body
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed (Debian: texlive-latex-recommended)")
+@pytest.mark.skipif(shutil.which("pdflatex") is None,
+                    reason="pdflatex is not installed (Debian: texlive-latex-recommended)")
 def test_latex_table_compiles(report: Path, tmp_path: Path) -> None:
     shutil.copytree(report, tmp_path / "out")
     (tmp_path / "out/paper.tex").write_text(
@@ -261,6 +262,7 @@ def test_acc_vs_macs_numbers_points_and_goes_log_across_decades(tmp_path: Path) 
     assert legend == ["Baseline", "1. PoolFormer-S12", "Token mixers", "2. Pooling → Identity mapping",
                       "Other components", "3. Channel MLP → None"]
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["1", "2", "3"]
+    assert max(fig.axes[0].get_yticks()) <= 100
 
 
 def test_wandb_off_logs_nothing(report: Path) -> None:
