@@ -46,6 +46,6 @@ def _gather(rank: int, world_size: int, store: str, total: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("world_size,total", [(2, 7), (3, 10)])
-def test_gather_puts_every_ranks_slice_back_in_data_set_order(tmp_path, world_size, total):
-    mp.spawn(_gather, args=(world_size, str(tmp_path / "store"), total), nprocs=world_size)
+def test_gather_puts_every_ranks_slice_back_in_data_set_order(tmp_path):
+    # Three ranks over ten images: slices of 4, 3 and 3, so the padding of the shorter ones must be dropped.
+    mp.spawn(_gather, args=(3, str(tmp_path / "store"), 10), nprocs=3)
