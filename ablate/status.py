@@ -136,6 +136,8 @@ def summary(jobs: Sequence[Job]) -> str:
     unknown = sum(s is None for s in left)
     eta = None if unknown and typical is None else (sum(s for s in left if s) + unknown * (typical or 0)) / going
     by_status = ", ".join(f"{k} {s}" for s, k in counts.items())
+    if not any(s is None or s > 0 for s in left):
+        return f"{len(jobs)} runs: {by_status}; {epochs}; nothing left to run"
     return f"{len(jobs)} runs: {by_status}; {epochs}; ETA {_duration(eta)} at {going} run(s) at a time"
 
 

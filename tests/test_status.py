@@ -69,6 +69,12 @@ def test_every_job_is_shown_with_its_progress_and_eta(sweep: Path) -> None:
                              "ETA 1 min 11 s at 1 run(s) at a time")
 
 
+def test_a_finished_sweep_has_nothing_left(sweep: Path) -> None:
+    for run in ("baseline,model=xs/seed=1", "identity,model=xs/seed=0", "identity,model=xs/seed=1"):
+        write(sweep / run, "x", 0, "completed", 3, 30.0, 100, 60)
+    assert summary(collect(sweep, now=NOW)) == "5 runs: 5 completed; 15/15 epochs of started runs; nothing left to run"
+
+
 def test_job_line_counts_the_listed_jobs(sweep: Path) -> None:
     line = job_line(sweep, 3, sweep / "identity,model=xs/seed=1", now=NOW)
     assert line.startswith("job 4/4: identity,model=xs/seed=1; sweep so far: 5 runs: 2 completed, 1 running")
