@@ -10,7 +10,8 @@ What the files tell:
   directory when the sweep starts (the latest command's, when a sweep was re-run with other overrides); such
   jobs are ``pending``, named as the sweep names job directories, with their epochs and speed unknown;
 - a run whose process died without a word (killed, node lost) still says ``running``: it is flagged ``stale?``
-  once its record is older than three of its epochs plus ten minutes, and its epochs left count as work left.
+  once its record is older than three of its epochs plus ten minutes; its epochs left, like an ``interrupted``
+  run's, count as work left.
 The sweep's ETA counts each pending run (and each started one without a finished epoch) as the median run so
 far (a completed run's time from its start to its end, set-up included), and divides the work left by the
 number of runs going now (at least one).
@@ -30,6 +31,8 @@ from ablate.sweep import job_dirname, job_overrides
 
 JOB_LIST = "multirun.yaml"
 STALE_EPOCHS, STALE_S = 3, 600
+# Statuses whose epochs not yet done are still to be run (an interrupted run resumes when the sweep is re-run).
+UNFINISHED = ("pending", "running", "stale?", "interrupted")
 
 
 @dataclass
@@ -66,7 +69,7 @@ class Job:
     def left_s(self) -> float | None:
         """Seconds of work left, None where unknown; a stale run's epochs count as left, to be run again."""
         status = self.status
-        if status not in ("pending", "running", "stale?"):
+        if status not in UNFINISHED:
             return 0.0
         if self.total_s() is None:
             return None
@@ -148,7 +151,7 @@ def table(jobs: Sequence[Job]) -> str:
         epochs = f"{r.epochs_done}/{r.epochs if r.epochs else '?'}" if r else "—"
         top1 = f"{r.top1:.2f}" if r and r.top1 is not None else "—"
         speed = f"{r.img_per_s:.0f}" if r and r.img_per_s else "—"
-        eta = _duration(job.left_s()) if job.status in ("running", "pending", "stale?") else "—"
+        eta = _duration(job.left_s()) if job.status in UNFINISHED else "—"
         rows.append((job.name, job.status, epochs, top1, speed, eta))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     align = ["<", "<", ">", ">", ">", ">"]
