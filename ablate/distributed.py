@@ -1,4 +1,5 @@
 """torchrun support: process-group set-up from the environment torchrun provides."""
+import math
 import os
 from dataclasses import dataclass
 
@@ -59,3 +60,15 @@ def all_reduce_sum(values: list[float], d: Dist, device: torch.device) -> list[f
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def gather_strided(values: torch.Tensor, d: Dist, total: int) -> torch.Tensor:
+    """Every rank's 1-D ``values`` for ``range(rank, total, world_size)``, put back in index order on each rank."""
+    if d.world_size == 1:
+        return values
+    padded = values.new_zeros(math.ceil(total / d.world_size))
+    padded[:len(values)] = values
+    parts = [torch.empty_like(padded) for _ in range(d.world_size)]
+    dist.all_gather(parts, padded)
+    # Rank r's j-th value is index r + j * world_size: reading the stacked parts row by row interleaves them.
+    return torch.stack(parts, 1).flatten()[:total]

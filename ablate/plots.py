@@ -11,9 +11,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from ablate.stats import CI
 
 PAPER_LABEL = "paper (S12, ImageNet-1K)"
+LINEAR_DELTA = 1.0  # points of top-1 shown linearly around 0 on a symmetric log axis
 
 
 def _wrap(label: str, width: int = 32) -> str:
@@ -33,35 +37,61 @@ def _legend(fig: Figure, axes: np.ndarray) -> None:
             handles.setdefault(label, handle)
     if handles:
         fig.legend(handles.values(), handles.keys(), loc="outside upper center",
-                   ncols=len(handles), frameon=False)
+                   ncols=min(3, len(handles)), frameon=False, fontsize=8)
 
 
 def _bar_label(row: tuple) -> str:
-    """The variant, and why its bar is short of seeds (or missing) when some did not complete."""
+    """The variant, * when its CI over seeds excludes 0, and why its bar is short of seeds (or missing)."""
+    label = row.label + ("*" if row.delta_excludes_0 else "")
     if row.n == row.n_runs:
-        return row.label
-    return f"{row.label} ({f'{row.n}/{row.n_runs} completed' if row.n else row.status})"
+        return label
+    return f"{label} ({f'{row.n}/{row.n_runs} completed' if row.n else row.status})"
+
+
+def _half_widths(rows: pd.DataFrame, prefix: str, centre: str) -> np.ndarray:
+    """Asymmetric error bar lengths (2 × n) of an interval; zero where there is none."""
+    lo, hi = rows[f"{prefix}_lo"].astype(float), rows[f"{prefix}_hi"].astype(float)
+    return np.nan_to_num(np.vstack([rows[centre] - lo, hi - rows[centre]]))
+
+
+def _delta_scale(ax: Axes, values: np.ndarray) -> None:
+    """Symmetric log beyond ±1 point when the Δs span decades (e.g. ±0.3 beside the paper's -71)."""
+    values = values[np.isfinite(values)]
+    if values.size and np.abs(values).max() > 10 * LINEAR_DELTA:
+        ax.set_xscale("symlog", linthresh=LINEAR_DELTA)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
 def plot_bars(table: pd.DataFrame) -> Figure:
-    """Top-1 (mean ± std) per variant as horizontal bars, one subplot per group, paper top-1 marked."""
-    groups = list(table.groupby("group", sort=False))
-    base = table[table.is_baseline].top1_mean.dropna()
-    fig = Figure(figsize=(9, 1.0 + 0.5 * len(table) + 0.6 * len(groups)), layout="constrained")
+    """Δ top-1 against our baseline per variant, one subplot per group: the paired CI over seeds (black), the
+    one-seed CI over images (grey), the paper's Δ (red), and our baseline's spread over seeds around 0."""
+    rows = table[~(table.is_baseline & table.n.gt(0))]
+    groups = list(rows.groupby("group", sort=False))
+    fig = Figure(figsize=(9, 1.4 + 0.5 * len(rows) + 0.6 * len(groups)), layout="constrained")
+    if not groups:
+        _no_data(fig.subplots(), "no variant besides the baseline")
+        return fig
     axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False,
-                        gridspec_kw={"height_ratios": [len(rows) for _, rows in groups]})
-    for ax, (group, rows) in zip(axes.flat, groups):
-        y = np.arange(len(rows))
-        ax.barh(y, rows.top1_mean.fillna(0), height=0.6, xerr=rows.top1_std.fillna(0), capsize=3,
-                color="C0", label="ours (mean ± std over seeds)")
-        ax.scatter(rows.paper_top1, y, marker="D", color="C3", zorder=3, label=PAPER_LABEL)
-        for b in base:
-            ax.axvline(b, color="gray", linestyle="--", linewidth=1, label="our baseline")
-        ax.set_yticks(y, [_wrap(_bar_label(row)) for row in rows.itertuples()], fontsize=8)
+                        gridspec_kw={"height_ratios": [len(g) for _, g in groups]})
+    spread = table[table.is_baseline & table.n.gt(1)].top1_std.dropna()
+    for ax, (group, g) in zip(axes.flat, groups):
+        y = np.arange(len(g))
+        delta = g.delta.astype(float)
+        ax.barh(y, delta.fillna(0), height=0.5, color="C0", xerr=_half_widths(g, "delta", "delta"), capsize=3,
+                label=f"ours: Δ, paired {CI} over seeds")
+        image = g.image_delta.notna().to_numpy()
+        ax.errorbar(g.image_delta[image], y[image] + 0.3, xerr=_half_widths(g[image], "image", "image_delta"),
+                    fmt="|", color="gray", capsize=2, label=f"ours, one seed: {CI} over val images")
+        ax.scatter(g.paper_delta, y, marker="D", color="C3", zorder=3, label=PAPER_LABEL)
+        for std in spread[:1]:
+            ax.axvspan(-std, std, color="gray", alpha=0.2, label="our baseline: ± std over seeds")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(y, [_wrap(_bar_label(row)) for row in g.itertuples()], fontsize=8)
         ax.invert_yaxis()
         ax.set_title(group, loc="left", fontsize=10)
-    axes[-1, 0].set_xlim(0, 100)
-    axes[-1, 0].set_xlabel("top-1 (%)")
+    values = np.concatenate([rows[c].to_numpy(dtype=float) for c in ("delta_lo", "delta_hi", "delta", "paper_delta")])
+    _delta_scale(axes[-1, 0], values)
+    axes[-1, 0].set_xlabel("Δ top-1 vs baseline (points); * the CI over seeds excludes 0")
     _legend(fig, axes)
     return fig
 
@@ -119,28 +149,48 @@ def _label_heights(y: np.ndarray, gap: float) -> np.ndarray:
 
 
 def plot_acc_vs_macs(table: pd.DataFrame) -> Figure:
-    """Top-1 (mean ± std) against MACs at the runs' image size, one colour per group."""
-    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    """Top-1 (mean ± std) against MACs at the runs' image size, one colour per group.
+
+    Points are numbered and the legend names them under their group, since many variants share their MACs;
+    the numbers are stacked apart with leader lines. MACs go on a log axis when they span a decade or more.
+    """
+    fig = Figure(figsize=(10, 5.5), layout="constrained")
     ax = fig.subplots()
     done = table.dropna(subset=["top1_mean", "macs_g"])
     if done.empty:
         _no_data(ax, "no completed runs")
         return fig
-    for group, rows in done.groupby("group", sort=False):
-        ax.errorbar(rows.macs_g, rows.top1_mean, yerr=rows.top1_std.fillna(0), fmt="o",
-                    capsize=3, label=group)
-    # Many variants share their MACs, so labels are stacked apart rather than put at their points.
-    gap = 0.045 * (np.ptp(done.top1_mean) + 1)
+    std = done.top1_std.fillna(0).to_numpy()
+    gap = 0.04 * (np.ptp(done.top1_mean) + 1)
     heights = _label_heights(done.top1_mean.to_numpy(), gap)
-    for row, height in zip(done.itertuples(), heights):
-        ax.annotate(row.label, (row.macs_g, row.top1_mean), xytext=(10, height),
-                    textcoords=("offset points", "data"), fontsize=7, va="center",
+    colours = {group: f"C{i}" for i, group in enumerate(dict.fromkeys(done.group))}
+    handles, labels, headers = [], [], {}
+    for number, row in enumerate(done.itertuples(), start=1):
+        colour = colours[row.group]
+        if colour not in headers.values():
+            headers[len(labels)] = colour
+            handles.append(Line2D([], [], linestyle="none"))
+            labels.append(row.group)
+        handles.append(ax.errorbar(row.macs_g, row.top1_mean, yerr=std[number - 1], fmt="o", color=colour,
+                                   capsize=3))
+        labels.append(_wrap(f"{number}. {row.label}", 48))
+        ax.annotate(str(number), (row.macs_g, row.top1_mean), xytext=(12, heights[number - 1]),
+                    textcoords=("offset points", "data"), fontsize=8, va="center", color=colour,
                     arrowprops={"arrowstyle": "-", "color": "gray", "linewidth": 0.5})
-    ax.set_ylim(min(heights.min(), done.top1_mean.min()) - 2 * gap,
-                max(heights.max(), done.top1_mean.max()) + 2 * gap)
+    low, high = (min(heights.min(), (done.top1_mean - std).min()) - 2 * gap,
+                 max(heights.max(), (done.top1_mean + std).max()) + 2 * gap)
+    ax.set_ylim(low, high)
+    # Stacked numbers may reach past 100%: no tick there, so the axis never suggests such a top-1.
+    ticks = MaxNLocator(steps=[1, 2, 2.5, 5, 10]).tick_values(low, high)
+    ax.set_yticks([t for t in ticks if low <= t <= high and 0 <= t <= 100])
+    if done.macs_g.max() >= 10 * done.macs_g.min():
+        ax.set_xscale("log")
+    ax.margins(x=0.15)
     ax.set_xlabel("MACs (G) per image")
     ax.set_ylabel("top-1 (%)")
-    ax.legend(fontsize=8)
+    legend = fig.legend(handles, labels, fontsize=7, loc="outside right upper", frameon=False)
+    for i, colour in headers.items():
+        legend.get_texts()[i].set(color=colour, fontweight="bold")
     return fig
 
 

@@ -1,4 +1,4 @@
-"""A run's record, and the files a run leaves: results.json, history.csv, error.txt, .hydra/.
+"""A run's record, and the files a run leaves: results.json, history.csv, val_correct.npz, error.txt, .hydra/.
 
 ``RunRecord`` owns the record's fields: training fills one, the report, the wandb tracker and the
 tests read its attributes, so a renamed field fails where it is read instead of turning into an
@@ -13,6 +13,7 @@ import platform
 import statistics
 import subprocess
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ablate.errors import WriteError
@@ -29,6 +31,7 @@ HISTORY = "history.csv"
 ERROR = "error.txt"
 TEMP_PATTERN = ".*.tmp"  # atomic_write's temp files
 RUN_CONFIG = ".hydra"
+VAL_CORRECT = "val_correct.npz"
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
@@ -235,3 +238,20 @@ def write_history(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
                 writer.writeheader()
                 writer.writerows(rows)
     atomic_write(Path(run_dir) / HISTORY, dump)
+
+
+def write_val_correct(run_dir: Path, correct: np.ndarray) -> None:
+    """The last evaluated epoch's top-1 correctness of every val image, in data set order, one bit each."""
+    def dump(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, numpy would append .npz to it
+            np.savez(f, bits=np.packbits(correct.astype(bool)), n=len(correct))
+    atomic_write(Path(run_dir) / VAL_CORRECT, dump)
+
+
+def read_val_correct(run_dir: Path) -> np.ndarray | None:
+    """The bools ``write_val_correct`` stored, or None when the run has none (older runs) or it is unreadable."""
+    try:
+        with np.load(Path(run_dir) / VAL_CORRECT) as f:
+            return np.unpackbits(f["bits"], count=int(f["n"])).astype(bool)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None

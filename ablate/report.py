@@ -1,14 +1,16 @@
-"""Turn run records into the paper's Table 5: table.md, table.csv and plots.
+"""Turn run records into the paper's Table 5: table.md, table.csv, table.tex, agreement.json and plots.
 
     python -m ablate.report DIR... [--out OUT]
 
-Reads only what runs leave on disk (results.json, history.csv), so it knows nothing about
+Reads only what runs leave on disk (results.json, history.csv, val_correct.npz), so it knows nothing about
 training. A row is one variant: (ablation group, variant, extra), where *extra* holds the run
 overrides that are neither its seed nor its block design and that differ within the report, so a
 sweep-wide ``model=xs`` keeps the paper's names while ``train.lr=1e-3,2e-3`` splits rows. Seeds
-of a row are averaged; failed, diverged and unfinished runs stay in the table with their status.
+of a row are averaged, and its Δ against the baseline is paired by seed and by image (ablate.effects); failed,
+diverged and unfinished runs stay in the table with their status.
 """
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,29 +21,32 @@ import numpy as np
 import pandas as pd
 
 from ablate import table5
+from ablate.effects import add_effects, paper_agreement
 from ablate.errors import ReportError, RunDirError
+from ablate.latex import latex_table
 from ablate.outdir import staged
 from ablate.plots import write_plots
 from ablate.record import HISTORY, RESULTS, STATUSES, read_record
+from ablate.tables import DELTA_SEEDS, FACTS, PAPER_BASELINE, agreement_section, baseline_spread, cells, distinct, \
+    header, markdown_table
 
 log = logging.getLogger(__name__)
 
 KEYS = ["group", "variant", "extra"]
-PAPER_BASELINE = table5.row(table5.BASELINE)
 GROUP_RANK = {g: i for i, g in enumerate(dict.fromkeys(r.group for r in table5.rows().values()))}
 ROW_RANK = {row_id: i for i, row_id in enumerate(table5.rows())}
 INT_COLUMNS = ["seed", "epochs", "epochs_done", "img_size", "world_size"]
 # Null in a run that stopped before measuring them; numeric all the same, so that a table of such runs still sums.
 FLOAT_COLUMNS = ["top1", "top5", "params_m", "frozen_params_m", "macs_g", "img_per_s", "wall_s"]
 CSV_COLUMNS = ["group", "variant", "extra", "status", "n", "n_runs", "n_diverged", "n_failed",
-               "n_running", "n_interrupted", "top1_mean", "top1_std", "delta", "top5_mean", "params_m",
-               "frozen_params_m", "macs_g", "img_per_s", "wall_s", "paper_top1", "paper_delta",
-               "paper_params_m", "paper_macs_g", "is_baseline"]
+               "n_running", "n_interrupted", "top1_mean", "top1_std", "top1_min", "top1_max", "delta", "delta_lo",
+               "delta_hi", "n_pairs", "delta_excludes_0", "image_seed", "image_delta", "image_lo", "image_hi",
+               "n_images", "image_excludes_0", "top5_mean", "params_m", "frozen_params_m", "macs_g", "img_per_s",
+               "wall_s", "paper_top1", "paper_delta", "paper_params_m", "paper_macs_g", "is_baseline"]
+# The columns of table.tex, a subset of table.md's that fits a page.
+TEX_COLUMNS = ["Group", "Variant", "Params (M)", "MACs (G)", "Top-1 (%)", DELTA_SEEDS, "Paper top-1", "Paper Δ"]
 # Runs that differ in these are compared only with a warning: {column: what it is, in the warning}.
 MIX_COLUMNS = {"data": "data sets", "model": "models", "recipe": "recipes"}
-# (header label, runs column) for the line that says what was run.
-FACTS = [("data", "data"), ("model", "model"), ("epochs", "epochs"), ("img size", "img_size"),
-         ("seeds", "seed"), ("device", "device"), ("world size", "world_size"), ("sweep", "sweep")]
 
 
 class NoRecordsError(FileNotFoundError):
@@ -95,17 +100,22 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
               .rename(columns=lambda s: "n" if s == "completed" else f"n_{s}"))
     # Only completed runs count towards the numbers; the others are reported by their status.
     metrics = runs[runs.status.eq("completed")].groupby(KEYS).agg(
-        top1_mean=("top1", "mean"), top1_std=("top1", "std"), top5_mean=("top5", "mean"),
-        img_per_s=("img_per_s", "mean"), wall_s=("wall_s", "mean"))
+        top1_mean=("top1", "mean"), top1_std=("top1", "std"), top1_min=("top1", "min"),
+        top1_max=("top1", "max"), top5_mean=("top5", "mean"), img_per_s=("img_per_s", "mean"),
+        wall_s=("wall_s", "mean"))
     table = _in_paper_order(design.join(counts).join(metrics).reset_index())
     table["status"] = table.apply(_row_status, axis=1)
     table["label"] = table.variant + table.extra.map(lambda e: f" [{e}]" if e else "")
-    table["delta"] = table.top1_mean - _baseline_top1(table)
     paper = [table5.row(row_id) for row_id in table.row]
     for column in ("top1", "params_m", "macs_g"):
         table[f"paper_{column}"] = [getattr(p, column) if p else np.nan for p in paper]
     table["paper_delta"] = table.paper_top1 - PAPER_BASELINE.top1
-    return table
+    return add_effects(table, with_entries(runs, table))
+
+
+def with_entries(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with the index of their ``table`` row as ``entry``."""
+    return runs.merge(table[KEYS].reset_index(names="entry"), on=KEYS)
 
 
 def _in_paper_order(table: pd.DataFrame) -> pd.DataFrame:
@@ -128,13 +138,6 @@ def _row_status(row: pd.Series) -> str:
     return "diverged" if row.n_diverged else "failed"
 
 
-def _baseline_top1(table: pd.DataFrame) -> pd.Series:
-    """Each row's baseline mean: the baseline with the same extra, else the one without extra."""
-    base = (table[table.is_baseline].dropna(subset=["top1_mean"])
-            .drop_duplicates("extra").set_index("extra").top1_mean)
-    return table.extra.map(base).fillna(base.get("", np.nan))
-
-
 def load_history(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-epoch history of the ``runs`` that have one, keyed by the ``entry`` (table row) each run carries."""
     frames = [pd.read_csv(path).assign(entry=entry)
@@ -144,88 +147,39 @@ def load_history(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def _fmt(value: float, spec: str) -> str:
-    return "—" if pd.isna(value) else format(value, spec)
-
-
-def _top1_cell(row: pd.Series) -> str:
-    parts = []
-    if row.n:
-        std = f" ± {row.top1_std:.2f}" if row.n > 1 else ""
-        parts.append(f"{row.top1_mean:.2f}{std} ({row.n})")
-    for status in ("diverged", "failed", "running", "interrupted"):
-        k = row[f"n_{status}"]
-        if k:
-            parts.append(status if k == row.n_runs == 1 else f"{status} ({k}/{row.n_runs} seeds)")
-    return "; ".join(parts)
-
-
-def _params_cell(row: pd.Series) -> str:
-    frozen = f" + {row.frozen_params_m:.3g} frozen" if row.frozen_params_m > 0 else ""
-    return _fmt(row.params_m, ".3g") + frozen
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    """Table 5's layout: the group named once, at its first row."""
-    cells = pd.DataFrame({
-        "Group": table.group.where(table.group.ne(table.group.shift()), ""),
-        "Variant": table.label,
-        "Params (M)": table.apply(_params_cell, axis=1),
-        "MACs (G)": table.macs_g.map(lambda v: _fmt(v, ".3g")),
-        "Top-1 (%)": table.apply(_top1_cell, axis=1),
-        "Δ": table.delta.map(lambda v: _fmt(v, "+.2f")),
-        "Paper top-1": table.paper_top1.map(lambda v: _fmt(v, ".1f")),
-        "Paper Δ": table.paper_delta.map(lambda v: _fmt(v, "+.1f")),
-        "Paper params (M)": table.paper_params_m.map(lambda v: _fmt(v, ".1f")),
-        "Paper MACs (G)": table.paper_macs_g.map(lambda v: _fmt(v, ".1f")),
-    })
-    lines = [list(cells.columns), ["---"] * cells.shape[1],
-             *cells.map(lambda c: c.replace("|", r"\|")).values.tolist()]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
-
-
-def _distinct(values: pd.Series) -> str:
-    return ", ".join(map(str, sorted(values.dropna().unique()))) or "—"
-
-
-def _header(runs: pd.DataFrame, mixed: str) -> str:
-    by_status = ", ".join(f"{k} {status}" for status, k in runs.status.value_counts().items())
-    facts = "; ".join(f"{name}: {_distinct(runs[col])}" for name, col in FACTS)
-    warning = f"**Warning: these runs mix {mixed}; rows may not be comparable.**\n\n" if mixed else ""
-    return (f"# Ablation report\n\n{warning}{len(runs)} runs ({by_status}). {facts}.\n\n"
-            f"Top-1 is the final epoch's validation top-1, mean ± sample std over completed seeds "
-            f"(n). Δ is our mean minus our baseline's. Paper columns: PoolFormer-S12 on ImageNet-1K "
-            f"at 224 px, 300 epochs (Yu et al., CVPR 2022, Table 5); paper Δ is relative to its "
-            f"baseline's {PAPER_BASELINE.top1:.1f}.")
-
-
 def build_report(dirs: Sequence[Path], out: Path) -> Path:
-    """Write table.md, table.csv and the plots for the runs under ``dirs`` into ``out``; return table.md."""
+    """Write the report for the runs under ``dirs`` into ``out`` (see ``write_report``); return table.md."""
     return write_report(load_runs(dirs), out)
 
 
 def write_report(runs: pd.DataFrame, out: Path) -> Path:
-    """Write table.md, table.csv and the plots for ``runs`` (from ``load_runs``) into ``out``; return table.md.
+    """Write table.md, table.csv, table.tex, agreement.json and the plots for ``runs`` (from ``load_runs``)
+    into ``out``; return table.md.
 
     Files are replaced only where this report wrote them (``ablate.outdir``); ReportError otherwise.
     """
     table = summarize(runs)
-    runs = runs.merge(table[KEYS].reset_index(names="entry"), on=KEYS)
+    runs = with_entries(runs, table)
+    agreement = paper_agreement(table, list(runs.data.dropna().unique()))
     mixed = _mixed(runs)
     if mixed:
         log.warning("the report mixes %s: its rows may not be comparable", mixed)
     with staged(Path(out)) as folder:
         table[CSV_COLUMNS].round(4).to_csv(folder / "table.csv", index=False)
+        (folder / "agreement.json").write_text(json.dumps(agreement.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        text = cells(table)
+        (folder / "table.tex").write_text(latex_table(text[TEX_COLUMNS], table.group), encoding="utf-8")
         plots = write_plots(table, load_history(runs), folder)
         images = "\n".join(f"![{title}]({path.name})" for title, path in plots.items())
-        (folder / "table.md").write_text(f"{_header(runs, mixed)}\n\n{markdown_table(table)}\n\n{images}\n",
-                                         encoding="utf-8")
+        (folder / "table.md").write_text(f"{header(runs, mixed)}\n\n{baseline_spread(table)}\n\n"
+                                         f"{markdown_table(text)}\n\n{agreement_section(agreement, table)}\n\n"
+                                         f"{images}\n", encoding="utf-8")
     return Path(out) / "table.md"
 
 
 def _mixed(runs: pd.DataFrame) -> str:
     """The data sets, models and recipes that differ between ``runs`` ('' when none does)."""
-    parts = [f"{what} {_distinct(runs[column])}" for column, what in MIX_COLUMNS.items() if runs[column].nunique() > 1]
+    parts = [f"{what} {distinct(runs[column])}" for column, what in MIX_COLUMNS.items() if runs[column].nunique() > 1]
     return "; ".join(parts)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ablate.config import compose, group_options
@@ -115,8 +116,15 @@ class SweepCallback(Callback):
             raise SystemExit(f"error: {e}") from e
         log.info("checked the configs of %d jobs", len(jobs))
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            from ablate.status import job_line  # reads the sweep's files only
+            hc = config.hydra
+            log.info(job_line(Path(hc.sweep.dir), hc.job.num, Path(hc.runtime.output_dir)))
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from ablate.report import NoRecordsError, load_runs, write_report  # pandas, matplotlib: only at the end
+        from ablate.tracking import log_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
@@ -128,6 +136,7 @@ class SweepCallback(Callback):
         problems = [f"{statuses[s]} run(s) {s}" for s in BAD_STATUSES if statuses.get(s)]
         try:
             log.info("report: %s", write_report(runs, sweep_dir / "report"))
+            log_report(config, sweep_dir / "report", next(iter(runs.sweep.dropna()), None))
         except (ReportError, RunDirError) as e:
             problems.append(f"no report: {e}")
         except Exception:  # a report problem must not hide the finished runs

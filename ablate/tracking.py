@@ -1,4 +1,6 @@
-"""Optional Weights & Biases logging: off by default, offline when on, one wandb run per variant."""
+"""Optional Weights & Biases logging: off by default, offline when on, one wandb run per variant, and the
+sweep's report as one more run in the sweep's group."""
+import json
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -10,24 +12,46 @@ from ablate.record import RunRecord
 SUMMARY_KEYS = ("status", "top1", "top5", "best_top1", "params_m", "macs_g", "img_per_s", "peak_mem_mb", "wall_s")
 
 
+def wandb_on(cfg: DictConfig) -> bool:
+    return bool(cfg.wandb.enabled) and cfg.wandb.mode != "disabled"
+
+
+def _init(cfg: DictConfig, run_dir: Path, **kwargs: Any) -> Any:
+    import wandb
+    w = cfg.wandb
+    # finish_previous: in a one-process sweep each variant must get its own wandb run.
+    return wandb.init(project=w.project, entity=w.entity, mode=w.mode, dir=str(run_dir), reinit="finish_previous",
+                      **kwargs)
+
+
+def log_report(cfg: DictConfig, report_dir: Path, group: str | None) -> None:
+    """When wandb is on, the report's table.csv as a wandb Table (and the agreement with the paper as the run's
+    summary) in a "report" run of the sweep's ``group``, beside the sweep's runs."""
+    if not wandb_on(cfg):
+        return
+    import pandas as pd
+    import wandb
+    run = _init(cfg, report_dir, group=group, job_type="report", name="report")
+    run.log({"table": wandb.Table(dataframe=pd.read_csv(report_dir / "table.csv"))})
+    ranks = json.loads((report_dir / "agreement.json").read_text(encoding="utf-8"))["ranks"]
+    run.summary.update({f"paper_{k}": v for k, v in ranks.items()})
+    run.finish()
+
+
 class Tracker:
     """Context manager around ``wandb.init``/``finish``; does nothing unless ``wandb.enabled``."""
 
     def __init__(self, cfg: DictConfig, record: RunRecord, run_dir: Path, enabled: bool = True) -> None:
         self.cfg, self.record, self.run_dir = cfg, record, run_dir
-        self.enabled = enabled and cfg.wandb.enabled and cfg.wandb.mode != "disabled"
+        self.enabled = enabled and wandb_on(cfg)
         self.run: Any = None
 
     def __enter__(self) -> "Tracker":
         if self.enabled:
-            import wandb
-            w, r = self.cfg.wandb, self.record
-            # finish_previous: in a one-process sweep each variant must get its own wandb run.
-            self.run = wandb.init(
-                project=w.project, entity=w.entity, mode=w.mode, dir=str(self.run_dir),
-                group=r.sweep or r.variant, job_type=r.group, tags=[r.group],
-                name=f"{r.variant} (seed {r.seed})", config=OmegaConf.to_container(self.cfg, resolve=True),
-                reinit="finish_previous")
+            r = self.record
+            self.run = _init(self.cfg, self.run_dir, group=r.sweep or r.variant, job_type=r.group, tags=[r.group],
+                             name=f"{r.variant} (seed {r.seed})",
+                             config=OmegaConf.to_container(self.cfg, resolve=True))
         return self
 
     def log(self, row: dict[str, Any]) -> None:

@@ -37,12 +37,13 @@ from ablate.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from ablate.config import check_config
 from ablate.data import build_data
 from ablate.design import free_overrides, name_run
-from ablate.distributed import Dist, all_reduce_sum, broadcast, init_distributed, pick_device
+from ablate.distributed import Dist, all_reduce_sum, broadcast, gather_strided, init_distributed, pick_device
 from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
 from ablate.loaders import Batches, build_loaders
 from ablate.model import build_model, model_stats
 from ablate.model.stats import min_train_bytes
-from ablate.record import RunRecord, now, read_record, write_error, write_history, write_record, write_run_config
+from ablate.record import (RunRecord, now, read_record, write_error, write_history, write_record, write_run_config,
+                           write_val_correct)
 from ablate.rundir import check_same_run, claimed
 from ablate.tracking import Tracker
 
@@ -285,21 +286,26 @@ def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Batches, device: torch.device, d: Dist, amp: torch.autocast,
-             channels_last: bool = False) -> dict[str, float]:
-    """Top-1/top-5 (%) and loss over this rank's shard of the val set, summed over ranks."""
+             channels_last: bool = False) -> tuple[dict[str, float], torch.Tensor]:
+    """Top-1/top-5 (%) and loss over this rank's shard of the val set, summed over ranks; and every val
+    image's top-1 correctness (bool, CPU) in dataset order, gathered from all ranks."""
     model.eval()
     n = loss = c1 = c5 = 0.0
+    hits = [torch.zeros(0, dtype=torch.bool, device=device)]
     for x, y in loader:
         x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
         with amp:
             logits = model(x).float()
-        top1, top5 = accuracy(logits, y, topk=(1, min(5, logits.shape[1])))
+        hit = logits.argmax(1).eq(y)  # top-1 from the same bits the report bootstraps over
+        top5, = accuracy(logits, y, topk=(min(5, logits.shape[1]),))
         n += len(y)
         loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        c1 += top1.item() * len(y) / 100
+        c1 += hit.sum().item()
         c5 += top5.item() * len(y) / 100
+        hits.append(hit)
     n, loss, c1, c5 = all_reduce_sum([n, loss, c1, c5], d, device)
-    return {"val_loss": loss / n, "top1": 100 * c1 / n, "top5": 100 * c5 / n}
+    correct = gather_strided(torch.cat(hits).to(torch.uint8), d, int(n)).bool().cpu()
+    return {"val_loss": loss / n, "top1": 100 * c1 / n, "top5": 100 * c5 / n}, correct
 
 
 def fit(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> None:
@@ -312,11 +318,13 @@ def fit(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device,
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     wall_start = time.perf_counter() - (tr.history[-1]["wall_s"] if tr.history else 0.0)
+    start = len(tr.history)
     with Tracker(cfg, record, run_dir, enabled=d.is_main) as tracker:
-        for epoch in range(len(tr.history), tr.epochs):
+        for epoch in range(start, tr.epochs):
             tic = time.perf_counter()
             row = {"epoch": epoch + 1, **train_one_epoch(tr, epoch)}
-            row.update(evaluate(tr.model, tr.val_loader, device, d, tr.amp, cfg.train.channels_last))
+            metrics, correct = evaluate(tr.model, tr.val_loader, device, d, tr.amp, cfg.train.channels_last)
+            row.update(metrics)
             row.update(epoch_s=time.perf_counter() - tic, wall_s=time.perf_counter() - wall_start)
             tr.history.append(row)
             log.info("epoch %d/%d  loss %.4f  val top-1 %.2f  top-5 %.2f  %.0f img/s", epoch + 1, tr.epochs,
@@ -328,7 +336,12 @@ def fit(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device,
                 save_checkpoint(run_dir / CHECKPOINT, {"model": tr.model.state_dict(),
                                                        "optimizer": tr.optimizer.state_dict(), "epoch": epoch + 1,
                                                        "history": tr.history, "config": record.config})
+                write_val_correct(run_dir, correct.numpy())
                 write_record(run_dir, record)
+        if start == tr.epochs:  # a finished run whose record was lost: its final model, evaluated again
+            _, correct = evaluate(tr.model, tr.val_loader, device, d, tr.amp, cfg.train.channels_last)
+            if d.is_main:
+                write_val_correct(run_dir, correct.numpy())
         record.status = "completed"
 
 

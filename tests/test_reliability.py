@@ -14,7 +14,7 @@ import torch
 import ablate.train
 from ablate import compose
 from ablate.errors import CheckpointError, ConfigError, RunDirError
-from ablate.record import read_record
+from ablate.record import read_record, read_val_correct
 from ablate.rundir import locked
 from ablate.sweep import job_dirname, sweep_dirname
 from ablate.train import run
@@ -112,6 +112,7 @@ def test_a_finished_run_without_its_record_is_recovered_from_its_checkpoint(tmp_
     history = (tmp_path / "history.csv").read_text()
     if damage == "missing":
         (tmp_path / "results.json").unlink()
+        (tmp_path / "val_correct.npz").unlink()
     else:
         (tmp_path / "results.json").write_text('{"status": "compl')
     record = run(compose(TINY), tmp_path, TINY)
@@ -119,6 +120,7 @@ def test_a_finished_run_without_its_record_is_recovered_from_its_checkpoint(tmp_
     assert (record.top1, record.best_top1, record.train_loss) == (done.top1, done.best_top1, done.train_loss)
     assert read_record(tmp_path).top1 == done.top1
     assert (tmp_path / "history.csv").read_text() == history  # nothing retrained
+    assert 100 * read_val_correct(tmp_path).mean() == pytest.approx(done.top1)  # re-evaluated
 
 
 @pytest.mark.slow

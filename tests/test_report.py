@@ -1,23 +1,33 @@
-"""ablate.report on hand-made run records: aggregation, statuses, row naming, files and the CLI."""
+"""ablate.report on hand-made run records: aggregation, paired effects, agreement with the paper, statuses,
+row naming, files (table.md, table.csv, table.tex, agreement.json, plots) and the CLI."""
+import json
 import math
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
+from scipy import stats
 
 from ablate import table5
-from ablate.record import RunRecord, read_record, write_record
+from ablate.plots import plot_acc_vs_macs, plot_bars
+from ablate.record import RunRecord, read_record, write_record, write_val_correct
 from ablate.report import build_report, load_runs, main, summarize
+from ablate.tracking import log_report
 
 SHARED = ["model=xs", "train.epochs=3"]
-DESIGN = ("mixer=", "norm=", "act=", "residual=")
+DESIGN = ("mixer=", "norm=", "act=", "residual=", "pool_size=")
 PNGS = ("bars.png", "curves.png", "acc_vs_macs.png")
 
 
 def write_run(run_dir: Path, row: str | None, variant: str | None, overrides: list[str], seed: int,
-              top1: float | None, status: str = "completed", epochs_done: int = 3) -> None:
+              top1: float | None, status: str = "completed", epochs_done: int = 3, data: str = "digits",
+              macs_g: float = 0.01) -> None:
     """A run directory as train.py leaves it: results.json and one history row per finished epoch.
 
     ``row`` is a Table 5 row id, whose names the record takes; ``variant`` names a Custom design.
@@ -27,9 +37,9 @@ def write_run(run_dir: Path, row: str | None, variant: str | None, overrides: li
     record = RunRecord(
         group=paper.group if paper else "Custom", variant=paper.variant if paper else variant, row=row,
         is_baseline=row == table5.BASELINE, overrides=[*overrides, f"seed={seed}", *SHARED],
-        free_overrides=settings, sweep="t", seed=seed, model="xs", data="digits", img_size=32, epochs=3,
+        free_overrides=settings, sweep="t", seed=seed, model="xs", data=data, img_size=32, epochs=3,
         status=status, epochs_done=epochs_done, top1=top1, top5=None if top1 is None else 99.0, best_top1=top1,
-        best_epoch=epochs_done, params_m=0.5, frozen_params_m=0.0, macs_g=0.01, img_per_s=1000.0,
+        best_epoch=epochs_done, params_m=0.5, frozen_params_m=0.0, macs_g=macs_g, img_per_s=1000.0,
         peak_mem_mb=10.0, wall_s=5.0, device="cpu")
     write_record(run_dir, record)
     rows = [{"epoch": e, "lr": 1e-3, "train_loss": 1.0, "val_loss": 1.0,
@@ -39,24 +49,33 @@ def write_run(run_dir: Path, row: str | None, variant: str | None, overrides: li
                                 "epoch_s", "img_per_s"]).to_csv(run_dir / "history.csv", index=False)
 
 
-@pytest.fixture
-def sweep(tmp_path: Path) -> Path:
-    """A sweep with seeds, a Custom design, a diverged, a failed and a running run, and an lr split."""
-    root = tmp_path / "sweep"
-    (root).mkdir()
+# Per-image correctness of seed 0's baseline and identity runs: 200 images, identity right on 8 fewer.
+IMAGES = 200
+BASE_BITS = np.arange(IMAGES) % 10 != 0  # 180 right
+IDENTITY_BITS = BASE_BITS & (np.arange(IMAGES) % 25 != 1)  # 172 right: 8 of the baseline's right ones lost
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sweep with seeds, a Custom design, a diverged, a failed and a running run, an lr split, a variant with
+    no seed in common with the baseline, and per-image correctness for seed 0 of two rows."""
+    root = tmp_path_factory.mktemp("report") / "sweep"
+    root.mkdir()
     (root / "multirun.yaml").write_text("hydra: {}\n")
     runs = [
         ("baseline", None, [], 0, 80.0, "completed"),
         ("baseline", None, [], 1, 82.0, "completed"),
+        ("baseline", None, [], 2, 81.0, "completed"),
         ("identity", None, ["mixer=identity"], 0, 70.0, "completed"),
         ("identity", None, ["mixer=identity"], 1, 72.0, "completed"),
-        ("identity", None, ["mixer=identity"], 2, 77.0, "completed"),
+        ("identity", None, ["mixer=identity"], 2, 73.0, "completed"),
+        ("pool5", None, ["pool_size=5"], 7, 77.0, "completed"),
         ("dwconv", None, ["mixer=dwconv"], 0, None, "running"),
         ("no_norm", None, ["norm=none"], 0, 12.0, "diverged"),
         ("no_norm", None, ["norm=none"], 1, 40.0, "completed"),
         ("no_residual", None, ["residual=false"], 0, None, "failed"),
         ("relu", None, ["act=relu", "train.lr=1e-3"], 0, 78.0, "completed"),
-        ("relu", None, ["act=relu", "train.lr=2e-3"], 0, 79.0, "completed"),
+        ("relu", None, ["act=relu", "train.lr=2e-3"], 0, 81.0, "completed"),
         (None, "norm=ln, act=relu", ["norm=ln", "act=relu"], 0, 79.5, "completed"),
     ]
     for i, (row, variant, overrides, seed, top1, status) in enumerate(runs):
@@ -64,31 +83,58 @@ def sweep(tmp_path: Path) -> Path:
         run_dir = root / (f"{i}" if i % 2 else f"nested/{i}")
         write_run(run_dir, row, variant, overrides, seed, top1, status,
                   epochs_done=1 if status == "running" else 3)
+        if seed == 0 and row in ("baseline", "identity"):
+            write_val_correct(run_dir, BASE_BITS if row == "baseline" else IDENTITY_BITS)
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def table(sweep: Path) -> pd.DataFrame:
     return summarize(load_runs([sweep])).set_index("label")
 
 
+@pytest.fixture(scope="module")
+def report(sweep: Path) -> Path:
+    """The report's directory, built once: tests that write into it (pdflatex, wandb) copy it first."""
+    return build_report([sweep], sweep.parent / "out").parent
+
+
 def test_seeds_aggregate_to_mean_sample_std_and_n(table: pd.DataFrame) -> None:
     identity = table.loc["Pooling → Identity mapping"]
-    assert identity.top1_mean == pytest.approx(73.0)
-    assert identity.top1_std == pytest.approx(math.sqrt(13))  # ddof=1 over 70, 72, 77
+    assert identity.top1_mean == pytest.approx(215 / 3)
+    assert identity.top1_std == pytest.approx(math.sqrt(7 / 3))  # ddof=1 over 70, 72, 73
     assert identity.n == 3 and identity.status == "completed"
     baseline = table.loc["PoolFormer-S12"]
-    assert (baseline.top1_mean, baseline.n) == (81.0, 2)
-    assert baseline.top1_std == pytest.approx(math.sqrt(2))
+    assert (baseline.top1_mean, baseline.n, baseline.top1_min, baseline.top1_max) == (81.0, 3, 80.0, 82.0)
+    assert baseline.top1_std == pytest.approx(1.0)
 
 
-def test_delta_and_paper_columns(table: pd.DataFrame) -> None:
+def test_delta_is_paired_by_seed_with_a_t_interval(table: pd.DataFrame) -> None:
     identity = table.loc["Pooling → Identity mapping"]
-    assert identity.delta == pytest.approx(73.0 - 81.0)
-    assert identity.paper_top1 == pytest.approx(74.3)
-    assert identity.paper_delta == pytest.approx(-2.9)
+    ours, base = [70.0, 72.0, 73.0], [80.0, 82.0, 81.0]  # seeds 0, 1, 2
+    ci = stats.ttest_rel(ours, base).confidence_interval(0.95)
+    assert identity.delta == pytest.approx(np.mean(ours) - np.mean(base))
+    assert (identity.delta_lo, identity.delta_hi) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert identity.n_pairs == 3 and identity.delta_excludes_0  # [-12.2, -6.5]
+    assert identity.paper_top1 == pytest.approx(74.3) and identity.paper_delta == pytest.approx(-2.9)
+    # One seed in common: the difference of that pair, no interval.
+    no_norm = table.loc["Modified Layer Normalization → None"]  # seed 1 completed, seed 0 diverged
+    assert (no_norm.delta, no_norm.n_pairs) == (40.0 - 82.0, 1)
+    assert math.isnan(no_norm.delta_lo) and not no_norm.delta_excludes_0
+    # No seed in common (seed 7 only): the difference of the means, unpaired.
+    pool5 = table.loc["Pooling size 3 → 5"]
+    assert (pool5.delta, pool5.n_pairs) == (77.0 - 81.0, 0)
     baseline = table.loc["PoolFormer-S12"]
     assert baseline.is_baseline and baseline.delta == 0 and baseline.paper_top1 == pytest.approx(77.2)
+
+
+def test_one_seed_delta_bootstraps_the_same_images(table: pd.DataFrame) -> None:
+    identity = table.loc["Pooling → Identity mapping"]
+    assert (identity.image_seed, identity.n_images) == (0, IMAGES)
+    assert identity.image_delta == pytest.approx(100 * (IDENTITY_BITS.mean() - BASE_BITS.mean()))  # -4.0
+    assert identity.image_lo < identity.image_delta < identity.image_hi < 0 and identity.image_excludes_0
+    # Runs without per-image files (older runs) have no such interval.
+    assert math.isnan(table.loc["Modified Layer Normalization → None"].image_delta)
 
 
 def test_failed_diverged_and_running_runs_stay_in_the_table(table: pd.DataFrame) -> None:
@@ -103,12 +149,12 @@ def test_failed_diverged_and_running_runs_stay_in_the_table(table: pd.DataFrame)
 def test_custom_variant_has_no_paper_numbers_and_comes_last(table: pd.DataFrame) -> None:
     custom = table.loc["norm=ln, act=relu"]
     assert custom.group == "Custom" and math.isnan(custom.paper_top1)
-    assert custom.delta == pytest.approx(-1.5)
+    assert custom.delta == pytest.approx(79.5 - 80.0)  # paired with the baseline's seed 0
     assert list(dict.fromkeys(table.group)) == [
         "Baseline", "Token mixers", "Normalization", "Activation", "Other components", "Custom"]
     # Within a group, Table 5's row order.
     assert list(table[table.group == "Token mixers"].index) == [
-        "Pooling → Identity mapping", "Pooling → Depthwise convolution"]
+        "Pooling → Identity mapping", "Pooling → Depthwise convolution", "Pooling size 3 → 5"]
 
 
 def test_only_overrides_that_differ_split_rows(table: pd.DataFrame) -> None:
@@ -116,24 +162,124 @@ def test_only_overrides_that_differ_split_rows(table: pd.DataFrame) -> None:
     assert not any("model=xs" in label or "train.epochs" in label for label in table.index)
     relu = table[table.variant == "GELU → ReLU"]
     assert list(relu.index) == ["GELU → ReLU [train.lr=1e-3]", "GELU → ReLU [train.lr=2e-3]"]
-    assert list(relu.top1_mean) == [78.0, 79.0]
-    # No baseline ran at either lr, so both compare with the baseline run at the shared settings.
-    assert list(relu.delta) == [-3.0, -2.0]
+    assert list(relu.top1_mean) == [78.0, 81.0]
+    # No baseline ran at either lr, so both compare with the baseline run at the shared settings (seed 0: 80).
+    assert list(relu.delta) == [-2.0, 1.0]
 
 
-def test_report_files(sweep: Path, tmp_path: Path) -> None:
-    md = build_report([sweep], tmp_path / "out")
+def test_report_files(report: Path) -> None:
+    md = report / "table.md"
     text = md.read_text()
-    assert "| Pooling → Identity mapping | 0.5 | 0.01 | 73.00 ± 3.61 (3) | -8.00 | 74.3 | -2.9 |" in text
-    assert "| PoolFormer-S12 | 0.5 | 0.01 | 81.00 ± 1.41 (2) | +0.00 | 77.2 | +0.0 |" in text
+    lo, hi = stats.ttest_rel([70, 72, 73], [80, 82, 81]).confidence_interval(0.95)
+    assert (f"| Pooling → Identity mapping | 0.5 | 0.01 | 71.67 ± 1.53 (3) | -9.33 [{lo:+.2f}, {hi:+.2f}]* | "
+            f"-4.00 [") in text
+    assert "| PoolFormer-S12 | 0.5 | 0.01 | 81.00 ± 1.00 (3) | baseline | — | 77.2 | +0.0 |" in text
+    assert "Our baseline over 3 seeds: 81.00 ± 1.00 (sample std), range 80.00–82.00." in text
+    assert "| -42.00 (n=1, no CI) |" in text and "| -4.00 (unpaired: no common seed) |" in text
     assert "40.00 (1); diverged (1/2 seeds)" in text
     assert "| failed |" in text and "| running |" in text
-    assert "data: digits; model: xs; epochs: 3; img size: 32; seeds: 0, 1, 2" in text
+    assert "data: digits; model: xs; epochs: 3; img size: 32; seeds: 0, 1, 2, 7" in text
     assert "PoolFormer-S12 on ImageNet-1K at 224 px, 300 epochs" in text
     csv = pd.read_csv(md.parent / "table.csv")
-    assert len(csv) == 8
-    assert {"top1_mean", "top1_std", "n", "delta", "paper_top1", "paper_delta", "status"} <= set(csv)
+    assert len(csv) == 9
+    assert {"top1_mean", "top1_std", "n", "delta", "delta_lo", "delta_hi", "n_pairs", "image_delta",
+            "paper_top1", "paper_delta", "status"} <= set(csv)
     assert all((md.parent / png).stat().st_size > 0 for png in PNGS)
+
+
+def test_agreement_with_the_paper(report: Path) -> None:
+    md = report / "table.md"
+    # Table 5 rows with our Δ and the paper's: identity, pool 5, no norm, ReLU at two lrs (the baseline excluded).
+    ours = [70 / 3 + 72 / 3 + 73 / 3 - 81, 77 - 81, 40 - 82, 78 - 80, 81 - 80]
+    paper = [-2.9, 0.0, -31.1, -0.8, -0.8]
+    agreement = json.loads((md.parent / "agreement.json").read_text())
+    assert agreement["ranks"]["n"] == 5
+    assert agreement["ranks"]["tau"] == pytest.approx(stats.kendalltau(ours, paper).statistic)
+    assert agreement["ranks"]["rho"] == pytest.approx(stats.spearmanr(ours, paper).statistic)
+    assert agreement["disagree"] == ["GELU → ReLU [train.lr=2e-3]"]
+    assert agreement["no_sign"] == ["Pooling size 3 → 5"] and len(agreement["agree"]) == 3
+    text = md.read_text()
+    assert f"Kendall's τ-b = {agreement['ranks']['tau']:+.2f}" in text
+    assert "agrees with the paper's in 3 of 4 rows; it disagrees in: GELU → ReLU [train.lr=2e-3] (ours +1.00, " \
+           "paper -0.8)" in text
+    assert "Our runs are on digits, not ImageNet-1K" in text
+
+
+def test_imagenet_runs_are_labelled_as_the_papers_data(tmp_path: Path) -> None:
+    for row, seed, top1 in [("baseline", 0, 77.0), ("identity", 0, 74.0)]:
+        write_run(tmp_path / "s" / f"{row}{seed}", row, None, [], seed, top1, data="imagenet")
+    text = build_report([tmp_path / "s"], tmp_path / "out").read_text()
+    assert "Our runs are on ImageNet-1K, the paper's data set." in text
+    assert "1 Table 5 row(s) besides the baseline have a Δ: too few to rank" in text
+    assert "| -3.00 (n=1, no CI) |" in text
+
+
+def test_latex_table_is_booktabs_and_escaped(report: Path) -> None:
+    tex = (report / "table.tex").read_text()
+    body = tex[tex.index(r"\begin{tabular}"):]
+    assert body.startswith(r"\begin{tabular}{llrrrrrr}") and body.rstrip().endswith(r"\end{tabular}")
+    assert [line for line in body.splitlines() if "rule" in line][:2] == [r"\toprule", r"\midrule"]
+    assert r"\bottomrule" in body
+    rows = [line for line in body.splitlines() if line.endswith(r"\\")]
+    assert len(rows) == 1 + 9 and all(len(re.findall(r"(?<!\\)&", row)) == 7 for row in rows)
+    assert r"Top-1 (\%) & $\Delta$ (95\% CI)" in rows[0]
+    assert r"Pooling $\rightarrow$ Identity mapping" in body and r"71.67 $\pm$ 1.53 (3)" in body
+    assert r"$-$9.33 [" in body and r"]$^{*}$" in body
+    assert r"GELU $\rightarrow$ ReLU [train.lr=1e-3]" in body  # a hyphen in a word stays a hyphen
+    assert "norm=ln, act=relu" in body and "→" not in body and "±" not in body
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None,
+                    reason="pdflatex is not installed (Debian: texlive-latex-recommended)")
+def test_latex_table_compiles(report: Path, tmp_path: Path) -> None:
+    shutil.copytree(report, tmp_path / "out")
+    (tmp_path / "out/paper.tex").write_text(
+        "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n\\input{table.tex}\n\\end{document}\n")
+    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+                         cwd=tmp_path / "out", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:]
+
+
+def test_bars_show_delta_with_the_paired_interval(table: pd.DataFrame) -> None:
+    fig = plot_bars(table.reset_index())
+    axes = fig.axes
+    labels = [t.get_text() for ax in axes for t in ax.get_yticklabels()]
+    assert "Pooling → Identity mapping*" in labels and "PoolFormer-S12" not in labels
+    # The paper's -31.1 beside our few points: a symmetric log axis keeps both readable.
+    assert axes[0].get_xscale() == "symlog"
+    token = next(ax for ax in axes if ax.get_title(loc="left") == "Token mixers")
+    whiskers = [seg for c in token.collections for seg in getattr(c, "get_segments", lambda: [])()]
+    identity = table.loc["Pooling → Identity mapping"]
+    assert any(np.allclose(sorted(seg[:, 0]), [identity.delta_lo, identity.delta_hi]) for seg in whiskers)
+
+
+def test_acc_vs_macs_numbers_points_and_goes_log_across_decades(tmp_path: Path) -> None:
+    for row, top1, macs in [("baseline", 77.0, 1.8), ("identity", 74.0, 1.8), ("no_mlp", 60.0, 0.1)]:
+        write_run(tmp_path / row, row, None, [], 0, top1, macs_g=macs)
+    fig = plot_acc_vs_macs(summarize(load_runs([tmp_path])))
+    assert fig.axes[0].get_xscale() == "log"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["Baseline", "1. PoolFormer-S12", "Token mixers", "2. Pooling → Identity mapping",
+                      "Other components", "3. Channel MLP → None"]
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["1", "2", "3"]
+    assert max(fig.axes[0].get_yticks()) <= 100
+
+
+def test_wandb_off_logs_nothing(report: Path) -> None:
+    log_report(OmegaConf.create({"wandb": {"enabled": False, "mode": "offline"}}), report, "t")
+    assert not (report / "wandb").exists()
+
+
+@pytest.mark.slow
+def test_wandb_gets_the_summary_table_in_the_sweeps_group(report: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    out = shutil.copytree(report, tmp_path / "out")
+    cfg = OmegaConf.create({"wandb": {"enabled": True, "mode": "offline", "project": "ablate", "entity": None}})
+    log_report(cfg, out, "t")
+    tables = list((out / "wandb").glob("offline-run-*/files/media/table/*.table.json"))
+    assert len(tables) == 1
+    logged = json.loads(tables[0].read_text())
+    assert len(logged["data"]) == 9 and "delta_lo" in logged["columns"]
 
 
 def test_report_survives_a_single_failed_run_without_history(tmp_path: Path) -> None:
@@ -142,7 +288,7 @@ def test_report_survives_a_single_failed_run_without_history(tmp_path: Path) -> 
               status="failed", epochs_done=0)
     (run / "history.csv").write_text("")
     text = build_report([run], tmp_path / "out").read_text()
-    assert "| Pooling → Identity mapping | 0.5 | 0.01 | failed | — | 74.3 | -2.9 |" in text
+    assert "| Pooling → Identity mapping | 0.5 | 0.01 | failed | — | — | 74.3 | -2.9 |" in text
     assert all((tmp_path / "out" / png).is_file() for png in PNGS)
 
 
@@ -152,7 +298,7 @@ def test_cli_writes_the_report_and_prints_the_table(sweep: Path, tmp_path: Path)
                             capture_output=True, text=True, check=True)
     assert result.stdout.splitlines()[0] == str(out / "table.md")
     assert "| Pooling → Identity mapping |" in result.stdout
-    assert all((out / name).is_file() for name in ("table.md", "table.csv", *PNGS))
+    assert all((out / name).is_file() for name in ("table.md", "table.csv", "table.tex", "agreement.json", *PNGS))
 
 
 @pytest.mark.parametrize("make_dir", [False, True], ids=["missing", "empty"])

@@ -12,7 +12,7 @@ import pytest
 import ablate.train
 from ablate import compose
 from ablate.design import free_overrides, name_run
-from ablate.record import RunRecord
+from ablate.record import RunRecord, read_val_correct
 from ablate.train import run
 
 # The record keys DESIGN.md promises users.
@@ -137,6 +137,8 @@ def test_torchrun_data_parallel_on_cpu(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     record = json.loads((tmp_path / "run/results.json").read_text())
     assert record["status"] == "completed" and record["world_size"] == 2 and record["top1"] > 50
+    correct = read_val_correct(tmp_path / "run")  # both ranks' halves of the val set, gathered
+    assert len(correct) == 360 and 100 * correct.mean() == pytest.approx(record["top1"])
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # rank 1 wrote nothing of its own
 
 
