@@ -5,6 +5,7 @@ resumes from its checkpoint, a non-finite loss ends the run as ``diverged``, any
 recorded as ``failed`` (with error.txt) and re-raised for the caller to decide.
 """
 import logging
+import math
 import platform
 import random
 import resource
@@ -33,7 +34,7 @@ from ablate.data import build_data
 from ablate.design import free_overrides, name_run
 from ablate.distributed import Dist, all_reduce_sum, broadcast, init_distributed, pick_device
 from ablate.loaders import Batches, build_loaders
-from ablate.model import build_model, model_stats
+from ablate.model import build_model, fast_norms, model_stats
 from ablate.record import ERROR, RunRecord, now, read_record, write_history, write_record
 from ablate.tracking import Tracker
 
@@ -107,7 +108,8 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     ckpt = load_checkpoint(ckpt_path) if t.resume and ckpt_path.exists() else None
     data = build_data(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.num_classes)
+    with fast_norms(t.fast_norm):
+        model = build_model(cfg, data.num_classes)
     stats = model_stats(model, cfg.data.img_size)
     record.params_m, record.frozen_params_m, record.macs_g = stats["params_m"], stats["frozen_params_m"], stats["macs_g"]
     record.data_info = data.info
@@ -115,7 +117,7 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     if device.type == "cuda" and t.channels_last:
         model.to(memory_format=torch.channels_last)
     lr = t.lr if t.lr is not None else t.lr_per_1024 * t.batch_size * d.world_size / 1024
-    optimizer = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=t.weight_decay)
+    optimizer = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=t.weight_decay, fused=t.fused_optimizer)
     train_loader, val_loader = build_loaders(cfg, data, d, device)
     scheduler, epochs = create_scheduler_v2(
         optimizer, "cosine", num_epochs=t.epochs, warmup_epochs=t.warmup_epochs, warmup_lr=t.warmup_lr,
@@ -135,19 +137,25 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     if d.world_size > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if t.compile:
-        net = torch.compile(net)
+        # Static shapes: train batches are all full (drop_last), so nothing recompiles for a dynamic batch.
+        net = torch.compile(net, mode=t.compile_mode, dynamic=False)
+    torch.backends.cudnn.benchmark = t.cudnn_benchmark  # shapes are fixed, so the autotuned choice pays
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp and device.type == "cuda")
     return Trainer(cfg, device, d, model, net, optimizer, scheduler, criterion, mixup, train_loader, val_loader,
                    amp, epochs, history)
 
 
 def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
-    """One pass over this rank's shard; the mean loss and the images per second over all ranks."""
+    """One pass over this rank's shard; the mean loss and the images per second over all ranks.
+
+    The loss is summed on the device and read every ``train.check_every`` steps and at the end: the only
+    host syncs, so the GPU is never idle waiting for Python. A non-finite loss is caught there.
+    """
     t, device = tr.cfg.train, tr.device
     tr.train_loader.sampler.set_epoch(epoch)
     _seed(tr.cfg.seed, epoch, tr.d.rank)
     tic = time.perf_counter()
-    seen, loss_sum = 0, 0.0
+    seen, loss_sum, window, first = 0, 0.0, torch.zeros((), device=device), 0
     tr.net.train()
     bar = tqdm(tr.train_loader, desc=f"epoch {epoch + 1}/{tr.epochs}", leave=False, disable=not tr.d.is_main or None)
     for step, (x, y) in enumerate(bar):
@@ -157,8 +165,6 @@ def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
             x, target = tr.mixup(x, y)
         with tr.amp:
             loss = tr.criterion(tr.net(x), target)
-        if not torch.isfinite(loss):
-            raise Diverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
         tr.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip:
@@ -166,8 +172,15 @@ def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
         tr.optimizer.step()
         tr.scheduler.step_update(epoch * tr.steps_per_epoch + step + 1)
         seen += len(x)
-        loss_sum += loss.item() * len(x)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{tr.optimizer.param_groups[0]['lr']:.2e}")
+        window.add_(loss.detach(), alpha=len(x))
+        if (step + 1) % t.check_every == 0 or step + 1 == tr.steps_per_epoch:
+            total = window.item()
+            if not math.isfinite(total):
+                raise Diverged(f"loss became {total} between step {first + 1} and step {step + 1} "
+                               f"of epoch {epoch + 1}")
+            loss_sum, first = loss_sum + total, step + 1
+            window.zero_()
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{tr.optimizer.param_groups[0]['lr']:.2e}")
     seen, loss_sum = all_reduce_sum([seen, loss_sum], tr.d, device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
