@@ -143,21 +143,30 @@ def measure(settings: list[Setting], args: argparse.Namespace, device: torch.dev
         try:
             built[s], peak, traffic = warm_up(s, args, device, dtype)
             results[s] = {"peak": peak, "traffic": traffic, "times": []}
-        except Exception as e:  # one broken case must not cost the GPU slot: say why and go on
-            traceback.print_exc()
-            results[s] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:80]}
+        except Exception as e:
+            results[s] = _failed(e)
     for _ in range(args.rounds):
-        for s, case in built.items():
-            sync(device)
-            tic = clock()
-            for _ in range(args.steps):
-                case.step()
-            sync(device)
-            results[s]["times"].append(clock() - tic)
+        for s, case in list(built.items()):
+            try:
+                sync(device)
+                tic = clock()
+                for _ in range(args.steps):
+                    case.step()
+                sync(device)
+                results[s]["times"].append(clock() - tic)
+            except Exception as e:
+                results[s] = _failed(e)
+                del built[s]
     for r in results.values():
         if "times" in r:
-            r["img_s"] = args.batch * args.steps / {"median": statistics.median, "min": min}[args.stat](r["times"])
+            r["img_s"] = args.batch * args.steps / statistics.median(r["times"])
     return results
+
+
+def _failed(e: Exception) -> dict[str, str]:
+    # One broken case must not cost the whole (GPU) run: say why, and the others go on.
+    traceback.print_exc()
+    return {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:80]}
 
 
 def report(sections: dict[str, dict[str, Setting]], results: dict[Setting, dict], recipe: Setting,
@@ -190,8 +199,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--stat", choices=["median", "min"], default="median",
-                        help="of the rounds; min where other processes share the CPU (noise only adds time)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"any of {', '.join(SECTIONS)}")
     parser.add_argument("--rows", default=",".join(table5.rows()), help="Table 5 row ids, comma-separated")
     parser.add_argument("--no-compile", action="store_true", help="leave out the compiled cases")
@@ -215,7 +222,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if cuda else "CPU"
     tbs = args.bandwidth or bandwidth_tbs(name)
     print(f"# {args.model} at {args.img_size}px, batch {args.batch}, {dtype}, {args.steps} steps × {args.rounds} "
-          f"rounds ({args.stat}, {args.clock} clock); {name} ({tbs or '?'} TB/s), {torch.get_num_threads()} "
+          f"rounds (median, {args.clock} clock); {name} ({tbs or '?'} TB/s), {torch.get_num_threads()} "
           f"threads; torch {torch.__version__}, timm {timm.__version__}; {datetime.date.today()}")
     tic = time.perf_counter()
     settings = list(dict.fromkeys(s for section in sections.values() for s in section.values()))

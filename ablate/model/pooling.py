@@ -8,7 +8,7 @@ product of the two counts. So a k×k pool is a 1×k pool followed by a k×1 pool
 - ``separable``: a 1×k then a k×1 ``avg_pool2d``, 2k reads per output. Under ``torch.compile`` Inductor
   generates (and fuses) both 1-D windows, where it falls back to ATen for any window over 25 elements (7×7, 9×9).
 - ``conv``: two depthwise convolutions with a kernel of ones, divided by the count map. On the CPU oneDNN's
-  depthwise kernels are 3-4× faster than ``avg_pool2d`` (forward + backward) at every pool size.
+  depthwise kernels are 2-6× faster than ``avg_pool2d`` (forward + backward) at S12's map sizes, any pool size.
 
 A window longer than 2n − 1 along an axis of n positions covers the whole axis from every position, so it is
 cut to that length first: the same result, and no work spent on padding (e.g. pool 9 on a 2×2 map).
