@@ -123,7 +123,7 @@ def check_config(cfg: DictConfig) -> None:
     """Every check that can run before data is read or a model is built."""
     check_model_config(cfg)
     t = cfg.train
-    for key in ("epochs", "batch_size"):
+    for key in ("epochs", "batch_size", "check_every"):
         value = t[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"train.{key}={value!r} must be a positive integer")

@@ -35,8 +35,9 @@ VAL_CORRECT = "val_correct.npz"
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
-# Keys that do not decide a run's result: where the data lives, a start-up check, logging, the resume switch.
-NOT_RESULT_KEYS = ("data.root", "data.verify", "wandb", "train.resume")
+# Keys that do not decide a run's result: where the data lives, a start-up check, logging (wandb, and how often
+# the loss is read), the resume switch.
+NOT_RESULT_KEYS = ("data.root", "data.verify", "wandb", "train.check_every", "train.resume")
 
 
 def now() -> str:

@@ -7,6 +7,7 @@ checkpoint. A non-finite loss ends the run as ``diverged``; Ctrl-C and SIGTERM a
 are re-raised for the caller to decide.
 """
 import logging
+import math
 import os
 import platform
 import random
@@ -40,7 +41,7 @@ from ablate.design import free_overrides, name_run
 from ablate.distributed import Dist, all_reduce_sum, broadcast, gather_strided, init_distributed, pick_device
 from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
 from ablate.loaders import Batches, build_loaders
-from ablate.model import build_model, model_stats
+from ablate.model import build_model, fast_norms, model_stats
 from ablate.model.stats import min_train_bytes
 from ablate.record import (RunRecord, now, read_record, write_error, write_history, write_record, write_run_config,
                            write_val_correct)
@@ -215,7 +216,8 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
         check_same_run(ckpt.get("config"), record.config, ckpt_path)
     data = build_data(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.num_classes)
+    with fast_norms(t.fast_norm):
+        model = build_model(cfg, data.num_classes)
     stats = model_stats(model, cfg.data.img_size)
     record.params_m, record.frozen_params_m = stats["params_m"], stats["frozen_params_m"]
     record.macs_g = stats["macs_g"]
@@ -224,7 +226,7 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     if device.type == "cuda" and t.channels_last:
         model.to(memory_format=torch.channels_last)
     lr = t.lr if t.lr is not None else t.lr_per_1024 * t.batch_size * d.world_size / 1024
-    optimizer = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=t.weight_decay)
+    optimizer = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=t.weight_decay, fused=t.fused_optimizer)
     train_loader, val_loader = build_loaders(cfg, data, d, device)
     scheduler, epochs = create_scheduler_v2(
         optimizer, "cosine", num_epochs=t.epochs, warmup_epochs=t.warmup_epochs, warmup_lr=t.warmup_lr,
@@ -244,19 +246,25 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     if d.world_size > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if t.compile:
-        net = torch.compile(net)
+        # Static shapes: train batches are all full (drop_last), so nothing recompiles for a dynamic batch.
+        net = torch.compile(net, mode=t.compile_mode, dynamic=False)
+    torch.backends.cudnn.benchmark = t.cudnn_benchmark  # shapes are fixed, so the autotuned choice pays
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp and device.type == "cuda")
     return Trainer(cfg, device, d, model, net, optimizer, scheduler, criterion, mixup, train_loader, val_loader,
                    amp, epochs, history)
 
 
 def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
-    """One pass over this rank's shard; the mean loss and the images per second over all ranks."""
+    """One pass over this rank's shard; the mean loss and the images per second over all ranks.
+
+    The loss is summed on the device and read every ``train.check_every`` steps and at the end: the only
+    host syncs, so the GPU is never idle waiting for Python. A non-finite loss is caught there.
+    """
     t, device = tr.cfg.train, tr.device
     tr.train_loader.sampler.set_epoch(epoch)
     _seed(tr.cfg.seed, epoch, tr.d.rank)
     tic = time.perf_counter()
-    seen, loss_sum = 0, 0.0
+    seen, loss_sum, window, first = 0, 0.0, torch.zeros((), device=device), 0
     tr.net.train()
     bar = tqdm(tr.train_loader, desc=f"epoch {epoch + 1}/{tr.epochs}", leave=False, disable=not tr.d.is_main or None)
     for step, (x, y) in enumerate(bar):
@@ -266,8 +274,6 @@ def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
             x, target = tr.mixup(x, y)
         with tr.amp:
             loss = tr.criterion(tr.net(x), target)
-        if not torch.isfinite(loss):
-            raise Diverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
         tr.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip:
@@ -275,8 +281,15 @@ def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
         tr.optimizer.step()
         tr.scheduler.step_update(epoch * tr.steps_per_epoch + step + 1)
         seen += len(x)
-        loss_sum += loss.item() * len(x)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{tr.optimizer.param_groups[0]['lr']:.2e}")
+        window.add_(loss.detach(), alpha=len(x))
+        if (step + 1) % t.check_every == 0 or step + 1 == tr.steps_per_epoch:
+            total = window.item()
+            if not math.isfinite(total):
+                raise Diverged(f"loss became {total} between step {first + 1} and step {step + 1} "
+                               f"of epoch {epoch + 1}")
+            loss_sum, first = loss_sum + total, step + 1
+            window.zero_()
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{tr.optimizer.param_groups[0]['lr']:.2e}")
     seen, loss_sum = all_reduce_sum([seen, loss_sum], tr.d, device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -6,7 +6,7 @@ import torch
 from ablate import build_model, compose, model_stats
 from ablate import table5
 from ablate.config import group_options
-from ablate.model import ACTS, MIXERS, NORMS
+from ablate.model import ACTS, MIXERS, NORMS, set_pooling
 
 ROWS = list(table5.rows())
 
@@ -19,7 +19,12 @@ def test_baseline_is_timm_poolformer_s12():
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == 11_915_176
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(ours.forward_features(x), theirs.forward_features(x), rtol=0, atol=0)
+        theirs_out = theirs.forward_features(x)
+        # The fast pooling this device uses sums each window in another order: float32 rounding only.
+        torch.testing.assert_close(ours.forward_features(x), theirs_out, rtol=1e-6, atol=1e-6)
+        # With timm's own pooling kernel the two models compute the same thing, bit for bit.
+        set_pooling(ours, "direct")
+        torch.testing.assert_close(ours.forward_features(x), theirs_out, rtol=0, atol=0)
         assert ours(x).shape == (2, 1000)
 
 

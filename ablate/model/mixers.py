@@ -9,10 +9,10 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from timm.layers import use_fused_attn
-from timm.models.metaformer import Pooling as TimmPooling
 from torch import nn
 
 from ablate.errors import ConfigError
+from ablate.model.pooling import BoxPool
 from ablate.registry import Registry
 
 MIXERS = Registry("mixer")
@@ -27,16 +27,6 @@ class TokenMixer:
     frozen: ClassVar[bool] = False  # its parameters keep their initial values: never trained, counted apart
 
 
-@MIXERS.register("pooling")
-class Pooling(TimmPooling, TokenMixer):
-    """PoolFormer's ``pool(x) - x`` (stride 1, padding k//2, padding not counted)."""
-
-    uses_pool_size = True
-
-    def __init__(self, dim: int, pool_size: int = 3) -> None:
-        super().__init__(pool_size=pool_size)
-
-
 @MIXERS.register("avgpool")
 class AvgPool(nn.Module, TokenMixer):
     """Plain ``pool(x)``: the authors report it 0.2-0.3 below ``pool(x) - x`` (poolformer#1)."""
@@ -45,10 +35,19 @@ class AvgPool(nn.Module, TokenMixer):
 
     def __init__(self, dim: int, pool_size: int = 3) -> None:
         super().__init__()
-        self.pool = nn.AvgPool2d(pool_size, stride=1, padding=pool_size // 2, count_include_pad=False)
+        # Stride 1, padding k//2 not counted, as timm's Pooling; its cost barely grows with k (pooling.py).
+        self.pool = BoxPool(pool_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x)
+
+
+@MIXERS.register("pooling")
+class Pooling(AvgPool):
+    """PoolFormer's ``pool(x) - x``, as timm's ``Pooling``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x) - x
 
 
 @MIXERS.register("identity")

@@ -8,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ablate.config import stage_mixer_names
 from ablate.model.metaformer import stage_grids
 from ablate.model.mixers import MIXERS
+from ablate.model.pooling import pooling_implementation
 
 
 def model_stats(model: nn.Module, img_size: int = 224) -> dict[str, float]:
@@ -24,7 +25,9 @@ def model_stats(model: nn.Module, img_size: int = 224) -> dict[str, float]:
     was_training = model.training
     model.eval()
     # The math backend decomposes attention into matmuls the counter sees; fused CPU kernels go uncounted.
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+    # Pooling is no MAC whichever kernel computes it (pooling.py may use convolutions), so count avg_pool2d's.
+    with (torch.no_grad(), sdpa_kernel(SDPBackend.MATH), pooling_implementation(model, "direct"),
+          FlopCounterMode(display=False) as counter):
         model(x)
     model.train(was_training)
     return {"params_m": trainable / 1e6, "frozen_params_m": frozen / 1e6,
