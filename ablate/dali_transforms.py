@@ -57,6 +57,9 @@ def _sharpness(data: DataNode, kernel: DataNode) -> DataNode:
     return fn.filter(data, kernel)
 
 
+_posterize = aa.posterize.augmentation(mag_to_param=_posterize_mask)
+
+
 def _factor(aug, mag_to_param: Callable | None = None):
     return aug.augmentation(randomly_negate=False, mag_to_param=mag_to_param)  # timm's plain 0.1-1.9 factors
 
@@ -68,13 +71,14 @@ TIMM_OPS: dict[str, tuple] = {
     "Rotate": (aa.rotate, abs), "ShearX": (aa.shear_x, abs), "ShearY": (aa.shear_y, abs),
     "TranslateXRel": (aa.translate_x, abs), "TranslateYRel": (aa.translate_y, abs),
     "TranslateX": (aa.translate_x_no_shape, abs), "TranslateY": (aa.translate_y_no_shape, abs),
-    "Posterize": (aa.posterize.augmentation(mag_to_param=_posterize_mask), float),
-    "PosterizeIncreasing": (aa.posterize.augmentation(mag_to_param=_posterize_mask), float),
-    "Solarize": (aa.solarize, float), "SolarizeIncreasing": (aa.solarize, float), "SolarizeAdd": (aa.solarize_add, float),
+    "Posterize": (_posterize, float), "PosterizeIncreasing": (_posterize, float),
+    "Solarize": (aa.solarize, float), "SolarizeIncreasing": (aa.solarize, float),
+    "SolarizeAdd": (aa.solarize_add, float),
     "ColorIncreasing": (aa.color, _enhance), "ContrastIncreasing": (aa.contrast, _enhance),
     "BrightnessIncreasing": (aa.brightness, _enhance), "SharpnessIncreasing": (_sharpness, _enhance),
     "Color": (_factor(aa.color), float), "Contrast": (_factor(aa.contrast), float),
-    "Brightness": (_factor(aa.brightness), float), "Sharpness": (_factor(_sharpness, aa.sharpness_kernel_shifted), float),
+    "Brightness": (_factor(aa.brightness), float),
+    "Sharpness": (_factor(_sharpness, aa.sharpness_kernel_shifted), float),
 }
 
 
