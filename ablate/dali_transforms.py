@@ -214,7 +214,7 @@ def _train_graph(gpu: bool, img_size: int, random_filter: bool, randaug: RandAug
 def _val_graph(gpu: bool, img_size: int, resize: int) -> DataNode:
     encoded = fn.external_source(name=INPUT, dtype=types.UINT8)
     img = fn.decoders.image(encoded, **_decoder(gpu))
-    hw = img.shape()[0:2]
+    hw = fn.peek_image_shape(encoded, adjust_orientation=False)[0:2]  # from the header: no wait for the GPU
     size = resize * hw // dmath.min(hw[0], hw[1])  # torchvision's Resize(int): the longer side rounded down
     img = fn.resize(img, size=fn.cast(size, dtype=types.FLOAT), interp_type=types.INTERP_CUBIC, antialias=True)
     return _normalize(img, crop=(img_size, img_size))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 from omegaconf import DictConfig
+from PIL import Image, ImageOps
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 
 SCALE = (0.08, 1.0)      # random-resized crop: fraction of the image's area
@@ -31,12 +32,23 @@ def eval_resize(cfg: DictConfig) -> int:
 
 def train_transform(cfg: DictConfig) -> Callable:
     t = cfg.train
-    return create_transform(
+    transform = create_transform(
         cfg.data.img_size, is_training=True, scale=SCALE, ratio=RATIO, hflip=HFLIP,
         auto_augment=t.randaug or None,
         color_jitter=t.color_jitter or None,  # timm would add a no-op ColorJitter for 0
         re_prob=t.reprob, re_mode="pixel", re_count=1,
         interpolation=train_interpolation(cfg), mean=MEAN, std=STD)
+    for op in (op for step in transform.transforms for op in getattr(step, "ops", ())):
+        if op.name.startswith("Posterize"):
+            op.aug_fn = posterize
+    return transform
+
+
+def posterize(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize, which asks for 0 bits (a black image) at magnitude 10: Pillow 13 raises on 0 bits."""
+    if bits_to_keep >= 8:
+        return img
+    return ImageOps.posterize(img, bits_to_keep) if bits_to_keep > 0 else Image.new(img.mode, img.size)
 
 
 def eval_transform(cfg: DictConfig) -> Callable:
