@@ -59,13 +59,13 @@ class DaliBatches:
     def _run(self, pipe: Pipeline, pool: Executor, chunks: list[list[int]]) -> Iterator[tuple[torch.Tensor, list[int]]]:
         """Feed the chunks' files, keep the pipeline ``prefetch_queue_depth`` batches ahead, yield its outputs."""
         encoded = zip(chunks, read_ahead(pool, [self._paths(c) for c in chunks], ahead=2 * self.threads))
-        in_flight: deque[list[int]] = deque()
+        in_flight: deque[tuple[list[int], list[np.ndarray]]] = deque()  # fed, not yet returned
 
         def feed() -> bool:
             chunk, data = next(encoded, (None, None))
             if chunk is not None:
-                pipe.feed_input(INPUT, data)
-                in_flight.append(chunk)
+                pipe.feed_input(INPUT, data)  # no copy: the bytes stay in `in_flight` until their batch is out
+                in_flight.append((chunk, data))
             return chunk is not None
 
         for _ in range(pipe.prefetch_queue_depth):
@@ -75,14 +75,14 @@ class DaliBatches:
             try:
                 (out,) = pipe.share_outputs()
             except RuntimeError as err:
-                unreadable = self._unreadable(in_flight)
+                unreadable = self._unreadable([chunk for chunk, _ in in_flight])
                 if unreadable:
                     raise unreadable from err
                 raise
             # Zero-copy: the dynamic executor keeps the buffer alive while the tensor refers to it.
             x = torch.from_dlpack(out.as_tensor())
             pipe.release_outputs()
-            chunk = in_flight.popleft()
+            chunk, _ = in_flight.popleft()
             if feed():
                 pipe.schedule_run()
             yield x, chunk

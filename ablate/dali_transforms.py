@@ -193,7 +193,7 @@ def _normalize(img: DataNode, **crop_or_mirror) -> DataNode:
 @pipeline_def(enable_conditionals=True)
 def _train_graph(gpu: bool, img_size: int, random_filter: bool, randaug: RandAugment | None,
                  color_jitter: float) -> DataNode:
-    encoded = fn.external_source(name=INPUT, dtype=types.UINT8)
+    encoded = fn.external_source(name=INPUT, dtype=types.UINT8, no_copy=True)  # see DaliBatches._run
     img = fn.decoders.image_random_crop(encoded, **_decoder(gpu), random_area=list(SCALE),
                                         random_aspect_ratio=list(RATIO), num_attempts=10)
     if random_filter:  # timm's "random": bilinear or bicubic per image
@@ -212,7 +212,7 @@ def _train_graph(gpu: bool, img_size: int, random_filter: bool, randaug: RandAug
 
 @pipeline_def
 def _val_graph(gpu: bool, img_size: int, resize: int) -> DataNode:
-    encoded = fn.external_source(name=INPUT, dtype=types.UINT8)
+    encoded = fn.external_source(name=INPUT, dtype=types.UINT8, no_copy=True)  # see DaliBatches._run
     img = fn.decoders.image(encoded, **_decoder(gpu))
     hw = fn.peek_image_shape(encoded, adjust_orientation=False)[0:2]  # from the header: no wait for the GPU
     size = resize * hw // dmath.min(hw[0], hw[1])  # torchvision's Resize(int): the longer side rounded down
