@@ -3,6 +3,7 @@ import difflib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
+from importlib.util import find_spec
 from pathlib import Path
 
 from hydra import compose as hydra_compose
@@ -15,6 +16,7 @@ from ablate.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
 GROUPS = ("model", "mixer", "norm", "act", "data", "train")
+LOADERS = ("auto", "dali", "torch")
 
 
 def group_options(group: str) -> list[str]:
@@ -54,8 +56,6 @@ def _check_key(override: str, key: str) -> None:
         near = difflib.get_close_matches(bare, known_keys(), n=1)
         hint = f"; did you mean {near[0]}?" if near else "; the keys are those of conf/"
         raise ConfigError(f"{override}: {bare} is not a key of ablate's config{hint}")
-    if key.startswith("+") and not key.startswith("++"):
-        raise ConfigError(f"{override}: {bare} is already a key; set it without the +")
 
 
 def check_overrides(overrides: Sequence[str]) -> None:
@@ -144,6 +144,24 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.root={root}: no such directory")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r} must be an integer")
+    check_loader(cfg)
+
+
+def dali_installed() -> bool:
+    try:
+        return find_spec("nvidia.dali") is not None
+    except ModuleNotFoundError:  # no `nvidia` namespace package at all
+        return False
+
+
+def check_loader(cfg: DictConfig) -> None:
+    """``data.loader``: a known name, and DALI installed when it is asked for by name."""
+    loader = cfg.data.get("loader", "torch")
+    if loader not in LOADERS:
+        raise ConfigError(f"data.loader={loader!r} is not one of: {', '.join(LOADERS)}")
+    if loader == "dali" and not dali_installed():
+        raise ConfigError("data.loader=dali needs NVIDIA DALI: pip install -e '.[dali]' "
+                          "(the CUDA 13 wheel; use nvidia-dali-cuda120 with a CUDA 12 torch), or data.loader=auto")
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:

@@ -1,4 +1,4 @@
-"""Batches for the training loop: a DataLoader for image files, on-device gathering for in-memory tensors."""
+"""Batches for the training loop: a DataLoader or DALI for image files, on-device gathering for in-memory tensors."""
 import math
 from collections.abc import Iterable, Iterator, Sized
 from typing import Protocol
@@ -7,7 +7,9 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
+from ablate.config import dali_installed
 from ablate.data import DataBundle
+from ablate.data.folder import ImageFolderSplit
 from ablate.distributed import Dist
 from ablate.errors import ConfigError
 
@@ -57,9 +59,28 @@ def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.devi
     # Each rank evaluates a disjoint slice, so no image is counted twice.
     val_sampler = range(d.rank, len(data.val), d.world_size)
     specs = [(data.train, train_sampler, t.batch_size, True), (data.val, val_sampler, t.batch_size * 2, False)]
-    if isinstance(data.train, TensorDataset) and isinstance(data.val, TensorDataset):
+    loader = pick_loader(cfg, data, device)
+    data.info["loader"] = loader  # data.info is the run record's data_info: auto resolves per machine
+    if loader == "tensors":
         return tuple(TensorBatches(ds, sampler, bs, drop, device) for ds, sampler, bs, drop in specs)
+    if loader == "dali":
+        from ablate.dali_batches import dali_loaders  # DALI loads only when asked for
+        return dali_loaders(cfg, specs, device)
     common = {"num_workers": t.num_workers, "pin_memory": device.type == "cuda",
               "persistent_workers": t.num_workers > 0}
     return tuple(DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=drop, **common)
                  for ds, sampler, bs, drop in specs)
+
+
+def pick_loader(cfg: DictConfig, data: DataBundle, device: torch.device) -> str:
+    """``tensors`` for in-memory sets; for image folders ``data.loader``, with auto → dali on CUDA when installed."""
+    asked = cfg.data.get("loader", "torch")
+    folders = isinstance(data.train, ImageFolderSplit) and isinstance(data.val, ImageFolderSplit)
+    if asked == "dali" and not folders:
+        raise ConfigError(f"data.loader=dali reads class-folder trees (data=folder, imagenet, imagenet100); "
+                          f"data={cfg.data.name} is not one")
+    if isinstance(data.train, TensorDataset) and isinstance(data.val, TensorDataset):
+        return "tensors"
+    if asked == "auto":
+        return "dali" if folders and device.type == "cuda" and dali_installed() else "torch"
+    return asked

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ablate.data.fake import write_jpeg_tree
+
 
 def tiny_jpeg(size: int = 8, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
@@ -34,4 +36,13 @@ def image_tree(tmp_path: Path) -> Callable[..., Path]:
     def make(classes: Iterable[str] = ("cat", "dog", "fox"), per_class: int = 2,
              splits: Iterable[str] = ("train", "val"), name: str = "data") -> Path:
         return write_image_tree(tmp_path / name, classes, per_class, splits)
+    return make
+
+
+@pytest.fixture
+def photo_tree(tmp_path: Path) -> Callable[..., Path]:
+    """``photo_tree(classes=3, train_per_class=4, val_per_class=2, size=(96, 72))``: distinct photo-like JPEGs."""
+    def make(classes: int = 3, train_per_class: int = 4, val_per_class: int = 2,
+             size: tuple[int, int] = (96, 72), name: str = "photos") -> Path:
+        return write_jpeg_tree(tmp_path / name, classes, train_per_class, val_per_class, size)
     return make

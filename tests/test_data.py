@@ -47,6 +47,15 @@ def test_paper_train_transform_honours_randaug_and_reprob():
     assert t(Image.new("RGB", (50, 40))).shape == (3, 32, 32)
 
 
+def test_posterize_at_the_top_magnitude_gives_a_black_image():
+    # rand-m9-mstd0.5 clips the magnitude to 10 for 2% of draws, where timm asks PIL for 0 bits (Pillow 13 raises).
+    cfg = compose(["train.randaug=rand-m10-inc1", "data.img_size=32"])
+    ops = next(step.ops for step in train_transform(cfg).transforms if hasattr(step, "ops"))
+    posterize = next(op for op in ops if op.name == "PosterizeIncreasing")
+    posterize.prob = 1.0
+    assert posterize(Image.new("RGB", (8, 8), (200, 100, 50))).getpixel((0, 0)) == (0, 0, 0)
+
+
 def test_short_recipe_train_transform_has_no_heavy_augmentation():
     cfg = compose(["train.randaug=null", "train.reprob=0", "train.color_jitter=0.3", "data.img_size=32"])
     text = repr(train_transform(cfg))

@@ -1,8 +1,15 @@
-"""In-memory data sets are batched by gathering, with exactly the batches a DataLoader would give."""
+"""Picking the loader; in-memory sets batched by gathering, exactly as a DataLoader would; erasing whole batches."""
+import pytest
 import torch
+from timm.data.random_erasing import RandomErasing
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from ablate.loaders import TensorBatches
+import ablate.config
+import ablate.loaders
+from ablate import ConfigError, compose
+from ablate.data import build_data
+from ablate.data.transforms import erase_batch
+from ablate.loaders import TensorBatches, pick_loader
 
 
 def test_tensor_batches_equal_a_dataloaders():
@@ -16,3 +23,55 @@ def test_tensor_batches_equal_a_dataloaders():
             assert len(ours) == len(theirs) == len(TensorBatches(data, sampler, 8, drop_last, torch.device("cpu")))
             for (x, y), (tx, ty) in zip(ours, theirs):
                 assert torch.equal(x, tx) and torch.equal(y, ty)
+
+
+# --- picking the loader -------------------------------------------------------------------------------------------
+
+def test_loader_choice_is_checked_before_training(image_tree, monkeypatch):
+    root = image_tree()
+    with pytest.raises(ConfigError, match="data.loader='fast' is not one of: auto, dali, torch"):
+        compose(["data=folder", f"data.root={root}", "data.loader=fast"])
+    monkeypatch.setattr(ablate.config, "dali_installed", lambda: False)
+    with pytest.raises(ConfigError, match=r"data.loader=dali needs NVIDIA DALI: pip install -e '.\[dali\]'"):
+        compose(["data=folder", f"data.root={root}", "data.loader=dali"])
+
+
+def test_auto_takes_dali_only_for_image_folders_on_cuda(image_tree, monkeypatch):
+    cfg = compose(["data=folder", f"data.root={image_tree()}", "data.img_size=32"])
+    folders, cuda, cpu = build_data(cfg), torch.device("cuda", 0), torch.device("cpu")
+    assert cfg.data.loader == "auto" and pick_loader(cfg, folders, cpu) == "torch"
+    for installed, picked in ((True, "dali"), (False, "torch")):
+        monkeypatch.setattr(ablate.loaders, "dali_installed", lambda: installed)
+        assert pick_loader(cfg, folders, cuda) == picked
+    digits = compose()
+    assert pick_loader(digits, build_data(digits), cuda) == "tensors"
+    monkeypatch.setattr(ablate.config, "dali_installed", lambda: True)
+    with pytest.raises(ConfigError, match="data.loader=dali reads class-folder trees"):
+        pick_loader(compose(["+data.loader=dali"]), build_data(digits), cuda)
+
+
+# --- random erasing on whole batches ------------------------------------------------------------------------------
+
+def _erased_boxes(before: torch.Tensor, after: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(pixels changed, box height, box width) per image that changed."""
+    boxes = []
+    for changed in (after != before).any(1):
+        if changed.any():
+            rows, cols = changed.any(1).nonzero(), changed.any(0).nonzero()
+            boxes.append((int(changed.sum()), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)))
+    return boxes
+
+
+def test_erase_batch_draws_timms_rectangles():
+    torch.manual_seed(0)
+    x = torch.zeros(400, 3, 32, 40)
+    assert torch.equal(erase_batch(x, 0.0), x)
+    ours = _erased_boxes(x, erase_batch(x, 1.0))
+    assert len(ours) == 400  # a 32×40 image always fits one of ten draws
+    for pixels, h, w in ours:  # one solid rectangle of noise, within timm's area and aspect limits
+        assert pixels == h * w and 0.02 * 0.8 <= pixels / (32 * 40) <= 1 / 3 * 1.2 and 0.25 <= h / w <= 4
+    timm = RandomErasing(1.0, mode="pixel", device="cpu")
+    theirs = _erased_boxes(x, torch.stack([timm(img.clone()) for img in x]))
+    mean_area = [sum(p for p, _, _ in boxes) / len(boxes) / (32 * 40) for boxes in (ours, theirs)]
+    assert abs(mean_area[0] - mean_area[1]) < 0.02
+    assert 0.18 <= len(_erased_boxes(x, erase_batch(x, 0.25))) / 400 <= 0.32
