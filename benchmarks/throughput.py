@@ -1,7 +1,7 @@
 """Training-step speed side by side in one process: timm's PoolFormer, our baseline with each speed option,
 each pooling implementation, and every Table 5 row.
 
-    python benchmarks/throughput.py                     # S12 at 224, batch 128, everything: ~8 min on an H100 (estimated)
+    python benchmarks/throughput.py                     # S12 at 224, batch 128, everything: ~8 min on an H100 (est.)
     python benchmarks/throughput.py --sections rows --no-compile                  # the Table 5 rows only
     python benchmarks/throughput.py --model s12 --img-size 64 --batch 32 --steps 1 --rounds 9 \
         --clock cpu --threads 1                        # a CPU shared with other work: ~8 min on 2 cores
