@@ -27,8 +27,8 @@ from ablate.latex import latex_table
 from ablate.outdir import staged
 from ablate.plots import write_plots
 from ablate.record import HISTORY, RESULTS, STATUSES, read_record
-from ablate.tables import DELTA_SEEDS, FACTS, PAPER_BASELINE, agreement_section, baseline_spread, cells, distinct, \
-    header, markdown_table
+from ablate.tables import DELTA_SEEDS, PAPER_BASELINE, agreement_section, baseline_spread, cells, distinct, header, \
+    markdown_table
 
 log = logging.getLogger(__name__)
 

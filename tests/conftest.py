@@ -46,3 +46,20 @@ def photo_tree(tmp_path: Path) -> Callable[..., Path]:
              size: tuple[int, int] = (96, 72), name: str = "photos") -> Path:
         return write_jpeg_tree(tmp_path / name, classes, train_per_class, val_per_class, size)
     return make
+
+
+@pytest.fixture
+def interrupt_at_epoch(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``interrupt_at_epoch(n, patcher=monkeypatch)``: Ctrl-C during the evaluation of epoch ``n`` (1-based) of the
+    next run, so the epochs before it are checkpointed; undone with ``patcher``."""
+    def arm(epoch: int, patcher: pytest.MonkeyPatch = monkeypatch) -> None:
+        import ablate.train
+        evaluate, calls = ablate.train.evaluate, []
+
+        def interrupted(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == epoch:
+                raise KeyboardInterrupt
+            return evaluate(*args, **kwargs)
+        patcher.setattr(ablate.train, "evaluate", interrupted)
+    return arm

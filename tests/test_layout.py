@@ -11,8 +11,9 @@ from omegaconf import OmegaConf
 from ablate import table5
 from ablate.config import CONF_DIR, group_options
 from ablate.record import RunRecord
-from ablate.report import FACTS, FLOAT_COLUMNS, INT_COLUMNS, KEYS, MIX_COLUMNS
+from ablate.report import FLOAT_COLUMNS, INT_COLUMNS, KEYS, MIX_COLUMNS
 from ablate.sweep import job_overrides
+from ablate.tables import FACTS
 
 HEAVY = ("torch", "timm")
 

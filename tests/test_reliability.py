@@ -22,27 +22,15 @@ from ablate.train import run
 TINY = ["model=xs", "train.epochs=2"]
 
 
-def interrupt_at_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
-    """Ctrl-C during the evaluation of ``epoch`` (1-based): the epochs before it are checkpointed."""
-    evaluate, calls = ablate.train.evaluate, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == epoch:
-            raise KeyboardInterrupt
-        return evaluate(*args, **kwargs)
-    monkeypatch.setattr(ablate.train, "evaluate", interrupted)
-
-
 def snapshot(run_dir: Path) -> dict[str, bytes]:
     return {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
-def half_done(tmp_path, monkeypatch) -> Path:
+def half_done(tmp_path, monkeypatch, interrupt_at_epoch) -> Path:
     """A run of TINY killed (Ctrl-C) after its first of two epochs."""
     with monkeypatch.context() as m:
-        interrupt_at_epoch(m, 2)
+        interrupt_at_epoch(2, m)
         with pytest.raises(KeyboardInterrupt):
             run(compose(TINY), tmp_path / "run", TINY)
     return tmp_path / "run"

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import ablate.train
 from ablate import compose
 from ablate.design import free_overrides, name_run
 from ablate.record import RunRecord, read_val_correct
@@ -63,24 +62,16 @@ def _comparable(rows: list[dict[str, str]]) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_resumed_run_continues_exactly(tmp_path, monkeypatch):
+def test_resumed_run_continues_exactly(tmp_path, monkeypatch, interrupt_at_epoch):
     cfg = compose(FAST + ["train.epochs=3"])
     run(cfg, tmp_path / "whole")
 
-    evaluate, calls = ablate.train.evaluate, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(ablate.train, "evaluate", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "split")
+    with monkeypatch.context() as m:
+        interrupt_at_epoch(2, m)
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg, tmp_path / "split")
     assert json.loads((tmp_path / "split/results.json").read_text())["status"] == "interrupted"
     assert len(history(tmp_path / "split")) == 1
-    monkeypatch.setattr(ablate.train, "evaluate", evaluate)
 
     record = run(cfg, tmp_path / "split")
     assert record.status == "completed"
