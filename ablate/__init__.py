@@ -3,7 +3,7 @@ from importlib import import_module
 from typing import Any
 
 # Loaded on first use, so that `python -m ablate.report` need not import torch, timm and Hydra.
-_API = {"compose": "ablate.config", "ConfigError": "ablate.errors", "build_model": "ablate.model",
+_API = {"compose": "ablate.config", "ConfigError": "ablate.errors", "build_model": "ablate.config.model",
         "model_stats": "ablate.model"}
 __all__ = sorted(_API)
 

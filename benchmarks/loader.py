@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 
 from ablate import compose
-from ablate.config import dali_installed
+from ablate.config.checks import dali_installed
 from ablate.data import build_data
 from ablate.data.fake import write_jpeg_tree
 from ablate.data.prepare import prepare
-from ablate.distributed import Dist, pick_device
-from ablate.loaders import build_loaders
-from ablate.train import run
+from ablate.run.distributed import Dist, pick_device
+from ablate.data.loaders import build_loaders
+from ablate.run.train import run
 from throughput import make_step, sync
 
 TABLE5_IMAGES = 18 * 100 * 126_689  # rows × epochs (train=imagenet100) × ImageNet-100's training images

@@ -32,7 +32,7 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 
 from ablate import build_model, compose, table5
-from ablate.distributed import pick_device
+from ablate.run.distributed import pick_device
 from ablate.model import fast_norms, set_pooling
 from ablate.model.pooling import IMPLEMENTATIONS
 from bound import Traffic, bandwidth_tbs, count_traffic
@@ -105,7 +105,7 @@ def build(s: Setting, args: argparse.Namespace, device: torch.device, dtype: tor
     x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device).to(memory_format=fmt)
     y = torch.randint(0, 1000, (args.batch,), device=device)
 
-    def step() -> None:  # as ablate.train.train_one_epoch
+    def step() -> None:  # as ablate.run.train.train_one_epoch
         torch.backends.cudnn.benchmark = s.cudnn_benchmark  # a global flag, read by every convolution
         with amp:
             loss = criterion(net(x), y)

@@ -53,13 +53,13 @@ def interrupt_at_epoch(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """``interrupt_at_epoch(n, patcher=monkeypatch)``: Ctrl-C during the evaluation of epoch ``n`` (1-based) of the
     next run, so the epochs before it are checkpointed; undone with ``patcher``."""
     def arm(epoch: int, patcher: pytest.MonkeyPatch = monkeypatch) -> None:
-        import ablate.train
-        evaluate, calls = ablate.train.evaluate, []
+        import ablate.run.train
+        evaluate, calls = ablate.run.train.evaluate, []
 
         def interrupted(*args, **kwargs):
             calls.append(1)
             if len(calls) == epoch:
                 raise KeyboardInterrupt
             return evaluate(*args, **kwargs)
-        patcher.setattr(ablate.train, "evaluate", interrupted)
+        patcher.setattr(ablate.run.train, "evaluate", interrupted)
     return arm

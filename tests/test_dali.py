@@ -18,16 +18,16 @@ pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed: pip ins
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402
 
 from ablate import compose  # noqa: E402
-from ablate.dali_transforms import BINS_PER_LEVEL, FILL, RandAugment, timm_rand_augment  # noqa: E402
+from ablate.data.dali.transforms import BINS_PER_LEVEL, FILL, RandAugment, timm_rand_augment  # noqa: E402
 from ablate.data import build_data  # noqa: E402
 from ablate.data.fake import photo  # noqa: E402
 from ablate.data.folder import UnreadableImageError  # noqa: E402
-from ablate.distributed import Dist  # noqa: E402
+from ablate.run.distributed import Dist  # noqa: E402
 from ablate.errors import ConfigError  # noqa: E402
-from ablate.loaders import build_loaders  # noqa: E402
-import ablate.train  # noqa: E402
-from ablate.checkpoint import CHECKPOINT  # noqa: E402
-from ablate.train import run  # noqa: E402
+from ablate.data.loaders import build_loaders  # noqa: E402
+import ablate.run.train  # noqa: E402
+from ablate.run.checkpoint import CHECKPOINT  # noqa: E402
+from ablate.run.train import run  # noqa: E402
 
 CPU = torch.device("cpu")
 PAPER = "rand-m9-mstd0.5-inc1"
@@ -121,7 +121,7 @@ def test_paper_recipe_trains_with_dali_and_resumes_exactly(tmp_path, photo_tree,
     cfg = compose(["data=folder", f"data.root={root}", "data.loader=dali", "train=paper", "model=xs",
                    "data.img_size=32", "train.batch_size=4", "train.epochs=2", "train.warmup_epochs=1",
                    "train.cooldown_epochs=0", "train.num_workers=2"])
-    save = ablate.train.save_checkpoint
+    save = ablate.run.train.save_checkpoint
     (tmp_path / "resumed").mkdir()
 
     def keep_the_first(path: Path, state: dict) -> None:  # what a run stopped during epoch 2 leaves behind
@@ -129,7 +129,7 @@ def test_paper_recipe_trains_with_dali_and_resumes_exactly(tmp_path, photo_tree,
         if state["epoch"] == 1:
             save(tmp_path / "resumed" / CHECKPOINT, state)
 
-    monkeypatch.setattr(ablate.train, "save_checkpoint", keep_the_first)
+    monkeypatch.setattr(ablate.run.train, "save_checkpoint", keep_the_first)
     whole = run(cfg, tmp_path / "whole")
     monkeypatch.undo()
     assert whole.status == "completed" and whole.data_info["loader"] == "dali"

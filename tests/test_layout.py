@@ -8,12 +8,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ablate import table5
+from ablate.reference import table5
 from ablate.config import CONF_DIR, group_options
-from ablate.record import RunRecord
-from ablate.report import FLOAT_COLUMNS, INT_COLUMNS, KEYS, MIX_COLUMNS
-from ablate.sweep import job_overrides
-from ablate.tables import FACTS
+from ablate.run.record import RunRecord
+from ablate.report.build import FLOAT_COLUMNS, INT_COLUMNS, KEYS, MIX_COLUMNS
+from ablate.sweep.jobs import job_overrides
+from ablate.report.tables import FACTS
 
 HEAVY = ("torch", "timm")
 
@@ -38,7 +38,7 @@ def test_help_imports_neither_torch_nor_timm_and_answers_fast(tmp_path):
 
 
 def test_report_imports_neither_torch_nor_timm(tmp_path):
-    write_record = "from ablate.record import RunRecord, write_record\n" \
+    write_record = "from ablate.run.record import RunRecord, write_record\n" \
                    f"write_record({str(tmp_path / 'run')!r}, RunRecord('Baseline', 'PoolFormer-S12', 'baseline'))"
     subprocess.run([sys.executable, "-c", write_record], check=True)
     modules = imported_after(f"import runpy\nsys.argv = ['ablate.report', {str(tmp_path)!r}, '--out', "
@@ -72,11 +72,16 @@ def test_each_table5_row_is_one_file_named_by_its_id():
     assert list(table5.rows())[0] == table5.BASELINE
 
 
-def test_named_sweeps_list_row_ids_only():
+def test_named_sweeps_list_row_ids_only_and_table5_runs_every_row_file():
     for sweep in group_options("sweep"):
         params = OmegaConf.load(CONF_DIR / "sweep" / f"{sweep}.yaml").hydra.sweeper.params
         assert list(params) == ["+sweep/table5"]
-        assert set(str(params["+sweep/table5"]).split(",")) <= set(table5.rows())
+        if sweep != "table5":
+            assert set(str(params["+sweep/table5"]).split(",")) <= set(table5.rows())
+    # table5 lists no ids of its own: a new row file joins +sweep=table5 by existing.
+    table5_params = OmegaConf.load(CONF_DIR / "sweep" / "table5.yaml").hydra.sweeper.params
+    jobs = job_overrides(_sweep(dict(table5_params), []))
+    assert sorted(job[0].partition("=")[2] for job in jobs) == sorted(table5.rows())
 
 
 def _sweep(params: dict, task: list[str]) -> OmegaConf:

@@ -4,12 +4,12 @@ import torch
 from timm.data.random_erasing import RandomErasing
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-import ablate.config
-import ablate.loaders
+import ablate.config.checks
+import ablate.data.loaders
 from ablate import ConfigError, compose
 from ablate.data import build_data
 from ablate.data.transforms import erase_batch
-from ablate.loaders import TensorBatches, pick_loader
+from ablate.data.loaders import TensorBatches, pick_loader
 
 
 def test_tensor_batches_equal_a_dataloaders():
@@ -31,7 +31,7 @@ def test_loader_choice_is_checked_before_training(image_tree, monkeypatch):
     root = image_tree()
     with pytest.raises(ConfigError, match="data.loader='fast' is not one of: auto, dali, torch"):
         compose(["data=folder", f"data.root={root}", "data.loader=fast"])
-    monkeypatch.setattr(ablate.config, "dali_installed", lambda: False)
+    monkeypatch.setattr(ablate.config.checks, "dali_installed", lambda: False)
     with pytest.raises(ConfigError, match=r"data.loader=dali needs NVIDIA DALI: pip install -e '.\[dali\]'"):
         compose(["data=folder", f"data.root={root}", "data.loader=dali"])
 
@@ -41,11 +41,11 @@ def test_auto_takes_dali_only_for_image_folders_on_cuda(image_tree, monkeypatch)
     folders, cuda, cpu = build_data(cfg), torch.device("cuda", 0), torch.device("cpu")
     assert cfg.data.loader == "auto" and pick_loader(cfg, folders, cpu) == "torch"
     for installed, picked in ((True, "dali"), (False, "torch")):
-        monkeypatch.setattr(ablate.loaders, "dali_installed", lambda: installed)
+        monkeypatch.setattr(ablate.data.loaders, "dali_installed", lambda: installed)
         assert pick_loader(cfg, folders, cuda) == picked
     digits = compose()
     assert pick_loader(digits, build_data(digits), cuda) == "tensors"
-    monkeypatch.setattr(ablate.config, "dali_installed", lambda: True)
+    monkeypatch.setattr(ablate.config.checks, "dali_installed", lambda: True)
     with pytest.raises(ConfigError, match="data.loader=dali reads class-folder trees"):
         pick_loader(compose(["+data.loader=dali"]), build_data(digits), cuda)
 

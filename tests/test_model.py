@@ -4,7 +4,7 @@ import timm
 import torch
 
 from ablate import build_model, compose, model_stats
-from ablate import table5
+from ablate.reference import table5
 from ablate.config import group_options
 from ablate.model import ACTS, MIXERS, NORMS, set_pooling
 

@@ -5,13 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-import ablate.config
+import ablate.config.checks
 from ablate import build_model, compose, model_stats
-from ablate.design import name_run
+from ablate.config.design import name_run
 from ablate.model import MIXERS
 from ablate.model.mixers import TokenMixer
-from ablate.report import build_report
-from ablate.train import run
+from ablate.report.build import build_report
+from ablate.run.train import run
 
 
 class Shift(nn.Module, TokenMixer):
@@ -33,9 +33,9 @@ class Shift(nn.Module, TokenMixer):
 def shift(tmp_path, monkeypatch) -> type[Shift]:
     """``mixer=shift``: the class registered, and its YAML in a copy of conf/ (the repo's stays untouched)."""
     conf = tmp_path / "conf"
-    shutil.copytree(ablate.config.CONF_DIR, conf)
+    shutil.copytree(ablate.config.checks.CONF_DIR, conf)
     (conf / "mixer" / "shift.yaml").write_text("name: shift\n")
-    monkeypatch.setattr(ablate.config, "CONF_DIR", conf)
+    monkeypatch.setattr(ablate.config.checks, "CONF_DIR", conf)
     monkeypatch.setitem(MIXERS._items, "shift", Shift)
     return Shift
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import ablate.train
+import ablate.run.train
 from ablate import compose
 from ablate.errors import CheckpointError, ConfigError, RunDirError
-from ablate.record import read_record, read_val_correct
-from ablate.rundir import locked
-from ablate.sweep import job_dirname, sweep_dirname
-from ablate.train import run
+from ablate.run.record import read_record, read_val_correct
+from ablate.run.rundir import locked
+from ablate.sweep.jobs import job_dirname, sweep_dirname
+from ablate.run.train import run
 
 TINY = ["model=xs", "train.epochs=2"]
 
@@ -139,7 +139,7 @@ def test_the_record_is_written_before_any_work(tmp_path, monkeypatch):
     def build_data(cfg):
         seen.update(json.loads((tmp_path / "results.json").read_text()))
         raise RuntimeError("stop here")
-    monkeypatch.setattr(ablate.train, "build_data", build_data)
+    monkeypatch.setattr(ablate.run.train, "build_data", build_data)
     with pytest.raises(RuntimeError):
         run(compose(TINY), tmp_path, TINY)
     assert seen["status"] == "running" and seen["epochs_done"] == 0 and seen["fingerprint"]
@@ -184,7 +184,7 @@ def test_job_directories_are_one_to_one_and_bounded():
     assert sweep_dirname(["data.root=/a/x/y"]) != sweep_dirname(["data.root=/a/x.y"])
 
 
-HOLD = "import sys, time\nfrom ablate.rundir import locked\nwith locked(__import__('pathlib').Path(sys.argv[1])):\n" \
+HOLD = "import sys, time\nfrom ablate.run.rundir import locked\nwith locked(__import__('pathlib').Path(sys.argv[1])):\n" \
        "    print('held', flush=True)\n    time.sleep(60)\n"
 
 

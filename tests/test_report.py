@@ -1,4 +1,4 @@
-"""ablate.report on hand-made run records: aggregation, paired effects, agreement with the paper, statuses,
+"""ablate.report.build on hand-made run records: aggregation, paired effects, agreement with the paper, statuses,
 row naming, files (table.md, table.csv, table.tex, agreement.json, plots) and the CLI."""
 import json
 import math
@@ -14,11 +14,11 @@ import pytest
 from omegaconf import OmegaConf
 from scipy import stats
 
-from ablate import table5
-from ablate.plots import plot_acc_vs_macs, plot_bars
-from ablate.record import RunRecord, read_record, write_record, write_val_correct
-from ablate.report import build_report, load_runs, main, summarize
-from ablate.tracking import log_report
+from ablate.reference import table5
+from ablate.report.plots import plot_acc_vs_macs, plot_bars
+from ablate.run.record import RunRecord, read_record, write_record, write_val_correct
+from ablate.report.build import build_report, load_runs, main, summarize
+from ablate.run.tracking import log_report
 
 SHARED = ["model=xs", "train.epochs=3"]
 DESIGN = ("mixer=", "norm=", "act=", "residual=", "pool_size=")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ablate.stats import bootstrap_paired, paired_t, rank_agreement
+from ablate.report.stats import bootstrap_paired, paired_t, rank_agreement
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 20])

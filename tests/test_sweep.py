@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ablate.sweep import job_dirname, sweep_dirname
+from ablate.sweep.jobs import job_dirname, sweep_dirname
 
 TINY = ["model=xs", "train.epochs=1"]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ablate import compose
-from ablate.design import free_overrides, name_run
-from ablate.record import RunRecord, read_val_correct
-from ablate.train import run
+from ablate.config.design import free_overrides, name_run
+from ablate.run.record import RunRecord, read_val_correct
+from ablate.run.train import run
 
 # The record keys DESIGN.md promises users.
 RECORD_KEYS = {"status", "top1", "top5", "best_top1", "params_m", "macs_g", "img_per_s", "peak_mem_mb", "wall_s",

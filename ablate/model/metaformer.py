@@ -6,11 +6,15 @@ the authors' code instead of timm's: norm on the last map, global average pool, 
 (timm pools first, then applies a channel LayerNorm); the keys are the same, the logits differ.
 """
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models.metaformer import Downsampling, Scale, Stem
 from torch import nn
+
+from ablate.model.layers import ACTS, NORMS
+from ablate.model.mixers import MIXERS
 
 Factory = Callable[[int], nn.Module]
 
@@ -90,6 +94,11 @@ def stage_grids(img_size: int, num_stages: int) -> list[tuple[int, int]]:
     return grids
 
 
+def _mixer(cls: type[nn.Module], dim: int, **kwargs) -> nn.Module:
+    mixer = cls(dim, **kwargs)
+    return mixer.requires_grad_(False) if cls.frozen else mixer
+
+
 class MetaFormer(nn.Module):
     """A four-stage MetaFormer; ``mixers[i](dim)`` builds stage i's token mixer."""
 
@@ -122,6 +131,32 @@ class MetaFormer(nn.Module):
             trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+    @classmethod
+    def from_names(cls, depths: Sequence[int], dims: Sequence[int], mixers: str | Sequence[str] = "pooling",
+                   pool_size: int = 3, norm: str = "mln", act: str = "gelu", num_classes: int = 1000,
+                   img_size: int = 224, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                   layer_scale_init: float | None = 1e-5, residual: bool = True,
+                   channel_mlp: bool = True) -> "MetaFormer":
+        """A MetaFormer from the registered names of its parts: ``mixers`` is one mixer for every stage or one
+        per stage (a hybrid). Each mixer gets the arguments its traits ask for (pool size, token grid); a frozen
+        one has its gradient off; a learned position embedding goes before the first stage that needs one."""
+        names = [mixers] * len(depths) if isinstance(mixers, str) else list(mixers)
+        if len(names) != len(depths):
+            raise ValueError(f"mixers={names!r}: one per stage, {len(depths)} stages")
+        if pool_size < 1 or pool_size % 2 == 0:
+            raise ValueError(f"pool_size={pool_size} must be odd: the window is centred on each token")
+        classes = [MIXERS.get(n) for n in names]
+        factories = []
+        for mixer, grid in zip(classes, stage_grids(img_size, len(names))):
+            kwargs = {"pool_size": pool_size} if mixer.uses_pool_size else {}
+            if mixer.needs_grid:
+                kwargs["grid"] = grid
+            factories.append(partial(_mixer, mixer, **kwargs))
+        first_position = next((i for i, mixer in enumerate(classes) if mixer.needs_position), None)
+        return cls(num_classes, depths, dims, factories, NORMS.get(norm), ACTS.get(act), img_size, mlp_ratio,
+                   drop_path, layer_scale_init, residual, channel_mlp,
+                   [i == first_position for i in range(len(names))])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))

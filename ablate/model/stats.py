@@ -1,13 +1,9 @@
-"""Parameter and MAC counts, with torch's own FLOP counter, and a lower bound on a training step's memory."""
+"""Parameter and MAC counts, with torch's own FLOP counter."""
 import torch
-from omegaconf import DictConfig
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ablate.config import stage_mixer_names
-from ablate.model.metaformer import stage_grids
-from ablate.model.mixers import MIXERS
 from ablate.model.pooling import pooling_implementation
 
 
@@ -32,19 +28,3 @@ def model_stats(model: nn.Module, img_size: int = 224) -> dict[str, float]:
     model.train(was_training)
     return {"params_m": trainable / 1e6, "frozen_params_m": frozen / 1e6,
             "macs_g": counter.get_total_flops() / 2e9}
-
-
-def min_train_bytes(cfg: DictConfig, bytes_per_element: int) -> int:
-    """A lower bound on the memory one training step of ``cfg`` needs: activations kept for the backward pass
-    (per block at least the two sub-blocks' inputs and the MLP's hidden map before and after its activation)
-    and the token-grid matrices of grid-bound mixers. Real steps take about twice as much (S12 at 224, batch 128:
-    5.1 GiB measured on an H200, 2.6 GiB by this bound)."""
-    m = cfg.model
-    hidden = 2 * m.mlp_ratio if cfg.channel_mlp else 0
-    names = stage_mixer_names(cfg)
-    elements = 0
-    for depth, dim, (h, w), name in zip(m.depths, m.dims, stage_grids(cfg.data.img_size, len(names)), names):
-        elements += cfg.train.batch_size * depth * (2 + hidden) * dim * h * w
-        if MIXERS.get(name).needs_grid:
-            elements += depth * (h * w) ** 2
-    return elements * bytes_per_element

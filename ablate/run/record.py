@@ -33,7 +33,7 @@ TEMP_PATTERN = ".*.tmp"  # atomic_write's temp files
 RUN_CONFIG = ".hydra"
 VAL_CORRECT = "val_correct.npz"
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parents[1]  # git finds the checkout it lies in, if any
 PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
 # Keys that do not decide a run's result: where the data lives, a start-up check, logging (wandb, and how often
 # the loss is read), the resume switch.
@@ -65,7 +65,7 @@ def fingerprint(config: Mapping[str, Any]) -> str:
 class RunRecord:
     """``results.json``: what ran, how it went, and where (accuracies in percent, 0-100)."""
 
-    # What ran: the design's names (ablate.design), its overrides, and the settings beside them.
+    # What ran: the design's names (ablate.config.design), its overrides, and the settings beside them.
     group: str
     variant: str
     row: str | None = None  # Table 5 row id (ablate/reference/table5.csv), None for a Custom design
@@ -161,7 +161,7 @@ def versions() -> dict[str, str]:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+        out = subprocess.run(["git", "-C", str(PACKAGE), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None

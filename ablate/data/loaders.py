@@ -7,10 +7,10 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
-from ablate.config import dali_installed
+from ablate.config.checks import dali_installed
 from ablate.data import DataBundle
 from ablate.data.folder import ImageFolderSplit
-from ablate.distributed import Dist
+from ablate.run.distributed import Dist
 from ablate.errors import ConfigError
 
 
@@ -64,7 +64,7 @@ def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.devi
     if loader == "tensors":
         return tuple(TensorBatches(ds, sampler, bs, drop, device) for ds, sampler, bs, drop in specs)
     if loader == "dali":
-        from ablate.dali_batches import dali_loaders  # DALI loads only when asked for
+        from ablate.data.dali.batches import dali_loaders  # DALI loads only when asked for
         return dali_loaders(cfg, specs, device)
     common = {"num_workers": t.num_workers, "pin_memory": device.type == "cuda",
               "persistent_workers": t.num_workers > 0}

@@ -34,19 +34,19 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ablate.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from ablate.run.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from ablate.config import check_config
 from ablate.data import build_data
-from ablate.design import free_overrides, name_run
-from ablate.distributed import Dist, all_reduce_sum, broadcast, gather_strided, init_distributed, pick_device
+from ablate.config.design import free_overrides, name_run
+from ablate.run.distributed import Dist, all_reduce_sum, broadcast, gather_strided, init_distributed, pick_device
 from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
-from ablate.loaders import Batches, build_loaders
-from ablate.model import build_model, fast_norms, model_stats
-from ablate.model.stats import min_train_bytes
-from ablate.record import (RunRecord, now, read_record, write_error, write_history, write_record, write_run_config,
+from ablate.data.loaders import Batches, build_loaders
+from ablate.config.model import build_model, min_train_bytes
+from ablate.model import fast_norms, model_stats
+from ablate.run.record import (RunRecord, now, read_record, write_error, write_history, write_record, write_run_config,
                            write_val_correct)
-from ablate.rundir import check_same_run, claimed
-from ablate.tracking import Tracker
+from ablate.run.rundir import check_same_run, claimed
+from ablate.run.tracking import Tracker
 
 log = logging.getLogger(__name__)
 

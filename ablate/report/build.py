@@ -1,12 +1,12 @@
 """Turn run records into the paper's Table 5: table.md, table.csv, table.tex, agreement.json and plots.
 
-    python -m ablate.report DIR... [--out OUT]
+    python -m ablate.report.build DIR... [--out OUT]
 
 Reads only what runs leave on disk (results.json, history.csv, val_correct.npz), so it knows nothing about
 training. A row is one variant: (ablation group, variant, extra), where *extra* holds the run
 overrides that are neither its seed nor its block design and that differ within the report, so a
 sweep-wide ``model=xs`` keeps the paper's names while ``train.lr=1e-3,2e-3`` splits rows. Seeds
-of a row are averaged, and its Δ against the baseline is paired by seed and by image (ablate.effects); failed,
+of a row are averaged, and its Δ against the baseline is paired by seed and by image (ablate.report.effects); failed,
 diverged and unfinished runs stay in the table with their status.
 """
 import argparse
@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablate import table5
-from ablate.effects import add_effects, paper_agreement
+from ablate.reference import table5
+from ablate.report.effects import add_effects, paper_agreement
 from ablate.errors import ReportError, RunDirError
-from ablate.latex import latex_table
-from ablate.outdir import staged
-from ablate.plots import write_plots
-from ablate.record import HISTORY, RESULTS, STATUSES, read_record
-from ablate.tables import DELTA_SEEDS, PAPER_BASELINE, agreement_section, baseline_spread, cells, distinct, header, \
+from ablate.report.latex import latex_table
+from ablate.report.outdir import staged
+from ablate.report.plots import write_plots
+from ablate.run.record import HISTORY, RESULTS, STATUSES, read_record
+from ablate.report.tables import DELTA_SEEDS, PAPER_BASELINE, agreement_section, baseline_spread, cells, distinct, header, \
     markdown_table
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def write_report(runs: pd.DataFrame, out: Path) -> Path:
     """Write table.md, table.csv, table.tex, agreement.json and the plots for ``runs`` (from ``load_runs``)
     into ``out``; return table.md.
 
-    Files are replaced only where this report wrote them (``ablate.outdir``); ReportError otherwise.
+    Files are replaced only where this report wrote them (``ablate.report.outdir``); ReportError otherwise.
     """
     table = summarize(runs)
     runs = with_entries(runs, table)
@@ -184,7 +184,7 @@ def _mixed(runs: pd.DataFrame) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ablate.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ablate.report.build", description=__doc__.split("\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
                         help="run or sweep directories, searched recursively for results.json")
     parser.add_argument("--out", type=Path, help="output directory (default: FIRST_DIR/report)")
@@ -198,6 +198,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(md.read_text(encoding="utf-8"))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,9 @@
 """The summary table as text: its cells (shared by table.md and table.tex) and table.md's prose."""
 import pandas as pd
 
-from ablate import table5
-from ablate.effects import PaperAgreement
-from ablate.stats import CI, MIN_RANKED
+from ablate.reference import table5
+from ablate.report.effects import PaperAgreement
+from ablate.report.stats import CI, MIN_RANKED
 
 PAPER_BASELINE = table5.row(table5.BASELINE)
 # (header label, runs column) for the line that says what was run.

@@ -13,8 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ablate import table5
-from ablate.config import compose, stage_mixer_names
+from ablate.reference import table5
+from ablate.config.checks import compose, stage_mixer_names
 from ablate.model import MIXERS
 
 # Config keys whose overrides change the design; the run's variant name already says them.

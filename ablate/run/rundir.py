@@ -16,7 +16,7 @@ from typing import Any
 from filelock import SoftFileLease, Timeout
 
 from ablate.errors import RunDirError
-from ablate.record import remove_stray_temp_files
+from ablate.run.record import remove_stray_temp_files
 
 log = logging.getLogger(__name__)
 LOCK = ".lock"

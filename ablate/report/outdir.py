@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ablate.errors import ReportError
-from ablate.rundir import locked
+from ablate.run.rundir import locked
 
 MANIFEST = ".ablate-report.json"
 WAIT_S = 600.0  # another sweep's report takes seconds; wait for it rather than fail

@@ -21,7 +21,7 @@ from nvidia.dali import Pipeline
 from omegaconf import DictConfig
 from torch.utils.data import Sampler
 
-from ablate.dali_transforms import INPUT, train_graph, val_graph
+from ablate.data.dali.transforms import INPUT, train_graph, val_graph
 from ablate.data.folder import ImageFolderSplit, UnreadableImageError, decode_error
 from ablate.data.transforms import erase_batch
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from ablate.config import CONF_DIR, check_config, check_overrides
 from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, WriteError
-from ablate.sweep import register_resolvers
+from ablate.sweep.jobs import register_resolvers
 
 log = logging.getLogger("ablate")
 # Errors that one line explains: no traceback, and in a sweep the next job goes on.
@@ -30,7 +30,7 @@ def _task(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     try:
         check_config(cfg)  # before torch loads: a bad value answers in a second
-        from ablate.train import run
+        from ablate.run.train import run
         sweep = hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if multirun else None)
         record = run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), sweep=sweep)
     except RunDirError as e:  # nothing was written: the job is another process's, or another config's

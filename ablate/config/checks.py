@@ -13,8 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ablate.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = ROOT / "conf"
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/, linked into the package
 GROUPS = ("model", "mixer", "norm", "act", "data", "train")
 LOADERS = ("auto", "dali", "torch")
 

@@ -1,4 +1,4 @@
-"""The report's figures, drawn from the summary table (see ablate.report.summarize).
+"""The report's figures, drawn from the summary table (see ablate.report.build.summarize).
 
 Uses matplotlib's object API rather than pyplot, so drawing never switches the caller's backend
 or keeps figures alive; PNGs render with Agg whatever backend is active.
@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from ablate.stats import CI
+from ablate.report.stats import CI
 
 PAPER_LABEL = "paper (S12, ImageNet-1K)"
 LINEAR_DELTA = 1.0  # points of top-1 shown linearly around 0 on a symmetric log axis

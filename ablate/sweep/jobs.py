@@ -1,4 +1,4 @@
-"""Hydra glue for sweeps: deterministic directories, checks before the first job, the report at the end.
+"""A sweep's jobs and where each lives: deterministic directory names, and the job list Hydra will run.
 
 A sweep directory is named by the sweep and its command-line overrides (seeds excluded, so adding
 seeds reuses the finished ones); each job's subdirectory by its own overrides and seed. Re-running
@@ -6,27 +6,18 @@ the same command therefore finds every earlier run where it left it.
 """
 import hashlib
 import itertools
-import logging
 import re
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
-from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.config import compose, group_options
-from ablate.errors import ConfigError, ReportError, RunDirError
+from ablate.config import group_options
 
-log = logging.getLogger(__name__)
 SWEEP_KEYS = ("+sweep", "sweep")
 SEED = "seed"
 MAX_NAME = 120  # bytes of one directory name (file systems allow 255; the path as a whole must stay usable)
-# A sweep exits non-zero, after its report, when any run ended so.
-BAD_STATUSES = ("failed", "diverged")
 
 
 def _key(override: str) -> str:
@@ -101,47 +92,3 @@ def job_overrides(config: DictConfig) -> list[list[str]]:
             values = [override.get_value_element_as_str()]
         choices[key] = [f"{key}={v}" for v in values]
     return [list(job) for job in itertools.product(*choices.values())]
-
-
-class SweepCallback(Callback):
-    """Checks every job's config before the first one trains; writes the report when the sweep ends."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        jobs = job_overrides(config)
-        try:
-            for overrides in jobs:
-                compose(overrides)
-        except ConfigError as e:
-            # SystemExit, because Hydra turns a callback's exceptions into warnings and carries on.
-            raise SystemExit(f"error: {e}") from e
-        log.info("checked the configs of %d jobs", len(jobs))
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.mode == RunMode.MULTIRUN:
-            from ablate.status import job_line  # reads the sweep's files only
-            hc = config.hydra
-            log.info(job_line(Path(hc.sweep.dir), hc.job.num, Path(hc.runtime.output_dir)))
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from ablate.report import NoRecordsError, load_runs, write_report  # pandas, matplotlib: only at the end
-        from ablate.tracking import log_report
-
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            runs = load_runs([sweep_dir])
-        except NoRecordsError as e:
-            raise SystemExit(f"error: no run left a record ({e})") from e
-        statuses = runs.status.value_counts().to_dict()
-        log.info("runs: %s", ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
-        problems = [f"{statuses[s]} run(s) {s}" for s in BAD_STATUSES if statuses.get(s)]
-        try:
-            log.info("report: %s", write_report(runs, sweep_dir / "report"))
-            log_report(config, sweep_dir / "report", next(iter(runs.sweep.dropna()), None))
-        except (ReportError, RunDirError) as e:
-            problems.append(f"no report: {e}")
-        except Exception:  # a report problem must not hide the finished runs
-            log.exception("could not build the report for %s", sweep_dir)
-            problems.append("no report (see the log)")
-        if problems:
-            # Every job ran; the exit code tells scripts what the report shows.
-            raise SystemExit(f"error: {'; '.join(problems)}; error.txt in a failed run's directory says why")

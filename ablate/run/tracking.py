@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.record import RunRecord
+from ablate.run.record import RunRecord
 
 SUMMARY_KEYS = ("status", "top1", "top5", "best_top1", "params_m", "macs_g", "img_per_s", "peak_mem_mb", "wall_s")
 

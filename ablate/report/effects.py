@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ablate.record import read_val_correct
-from ablate.stats import NO_INTERVAL, Agreement, Interval, bootstrap_paired, paired_t, rank_agreement
+from ablate.run.record import read_val_correct
+from ablate.report.stats import NO_INTERVAL, Agreement, Interval, bootstrap_paired, paired_t, rank_agreement
 
 IMAGENET = "imagenet"  # the data set the paper's Table 5 was measured on (records' ``data``)
 EFFECT_COLUMNS = ["delta", "delta_lo", "delta_hi", "n_pairs", "delta_excludes_0", "image_seed", "image_delta",

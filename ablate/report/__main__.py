@@ -1,0 +1,5 @@
+import sys
+
+from ablate.report.build import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One run: the training loop, its checkpoint, record and run directory, tracking, and torchrun set-up."""

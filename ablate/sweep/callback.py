@@ -1,0 +1,60 @@
+"""Hydra's callback for sweeps: every job's config checked before the first one trains, the report at the end."""
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from ablate.config import compose
+from ablate.errors import ConfigError, ReportError, RunDirError
+from ablate.sweep.jobs import job_overrides
+from ablate.sweep.status import job_line
+
+log = logging.getLogger(__name__)
+# A sweep exits non-zero, after its report, when any run ended so.
+BAD_STATUSES = ("failed", "diverged")
+
+
+class SweepCallback(Callback):
+    """Checks every job's config before the first one trains; writes the report when the sweep ends."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        jobs = job_overrides(config)
+        try:
+            for overrides in jobs:
+                compose(overrides)
+        except ConfigError as e:
+            # SystemExit, because Hydra turns a callback's exceptions into warnings and carries on.
+            raise SystemExit(f"error: {e}") from e
+        log.info("checked the configs of %d jobs", len(jobs))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            hc = config.hydra
+            log.info(job_line(Path(hc.sweep.dir), hc.job.num, Path(hc.runtime.output_dir)))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from ablate.report.build import NoRecordsError, load_runs, write_report  # pandas, matplotlib: only at the end
+        from ablate.run.tracking import log_report
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            runs = load_runs([sweep_dir])
+        except NoRecordsError as e:
+            raise SystemExit(f"error: no run left a record ({e})") from e
+        statuses = runs.status.value_counts().to_dict()
+        log.info("runs: %s", ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
+        problems = [f"{statuses[s]} run(s) {s}" for s in BAD_STATUSES if statuses.get(s)]
+        try:
+            log.info("report: %s", write_report(runs, sweep_dir / "report"))
+            log_report(config, sweep_dir / "report", next(iter(runs.sweep.dropna()), None))
+        except (ReportError, RunDirError) as e:
+            problems.append(f"no report: {e}")
+        except Exception:  # a report problem must not hide the finished runs
+            log.exception("could not build the report for %s", sweep_dir)
+            problems.append("no report (see the log)")
+        if problems:
+            # Every job ran; the exit code tells scripts what the report shows.
+            raise SystemExit(f"error: {'; '.join(problems)}; error.txt in a failed run's directory says why")
