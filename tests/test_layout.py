@@ -1,8 +1,8 @@
 """The codebase's shape: dependencies one way, entry points that start fast, and facts kept in one place."""
+import ast
 import json
 import subprocess
 import sys
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -27,14 +27,12 @@ def imported_after(code: str, cwd: Path | None = None) -> set[str]:
     return set(line.split()[1:])
 
 
-def test_help_imports_neither_torch_nor_timm_and_answers_fast(tmp_path):
+def test_help_imports_neither_torch_nor_timm(tmp_path):
     modules = imported_after("import runpy\nsys.argv = ['ablate', '--help']\nrunpy.run_module('ablate', "
                              "run_name='__main__')", cwd=tmp_path)
     assert not modules & set(HEAVY) and "hydra" in modules
-    tic = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "ablate", "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0 and "python -m ablate -m +sweep=table5" in out.stdout
-    assert time.perf_counter() - tic < 2
 
 
 def test_report_imports_neither_torch_nor_timm(tmp_path):
@@ -96,3 +94,61 @@ def test_job_overrides_expand_as_hydras_basic_sweeper():
     assert job_overrides(_sweep({"+sweep/table5": "baseline,identity"}, ["+sweep/table5=ln"])) == \
         [["+sweep/table5=ln"]]
     assert len(job_overrides(_sweep({}, ["+sweep/table5=glob(pool*)"]))) == 3
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "ablate"
+
+
+def ablate_imports() -> dict[str, set[str]]:
+    """Each module of the package → the ablate modules it imports anywhere, lazily inside a function too."""
+    def name(path: Path) -> str:
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    modules = {name(p): p for p in PACKAGE.rglob("*.py") if "conf" not in p.relative_to(PACKAGE).parts[:1]}
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ablate"):
+                # `from ablate.x import y` imports ablate.x.y when y is a module, else ablate.x
+                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                            for a in node.names}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("ablate")}
+        graph[module] = {t for t in targets if t in modules and t != module}
+    return graph
+
+
+def test_no_import_cycles_lazy_imports_included():
+    graph = ablate_imports()
+    assert len(graph) > 40 and "ablate.run.train" in graph["ablate.sweep.cli"]  # lazy imports are seen
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            # A package's __init__ importing its own submodules is how packages re-export; not a cycle.
+            if state.get(target) == "open" and not module.startswith(target + "."):
+                raise AssertionError("import cycle: " + " → ".join(path[path.index(target):] + [target]))
+            if target not in state:
+                visit(target, path + [target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_the_package_top_level_stays_small():
+    code = {p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+    assert len(code - {"__init__.py", "__main__.py"}) <= 9, sorted(code)
+    for sub in (p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
+        assert ast.get_docstring(ast.parse((sub / "__init__.py").read_text())), f"{sub.name}/__init__.py says its job"
+
+
+def test_the_model_needs_neither_hydra_nor_omegaconf():
+    modules = imported_after("from ablate.model import MetaFormer\n"
+                             "m = MetaFormer.from_names([1, 1, 1, 1], [32, 64, 96, 128], "
+                             "['pooling', 'pooling', 'attention', 'attention'], norm='ln', num_classes=3, img_size=64)\n"
+                             "assert m(__import__('torch').zeros(1, 3, 64, 64)).shape == (1, 3)")
+    assert "torch" in modules and not modules & {"hydra", "omegaconf"}

@@ -15,7 +15,7 @@ from ablate.config.design import free_overrides, name_run
 from ablate.run.record import RunRecord, read_val_correct
 from ablate.run.train import run
 
-# The record keys DESIGN.md promises users.
+# The record keys users and scripts rely on (docs/report.md, "A run's record").
 RECORD_KEYS = {"status", "top1", "top5", "best_top1", "params_m", "macs_g", "img_per_s", "peak_mem_mb", "wall_s",
                "epochs", "seed", "overrides", "group", "variant", "device", "versions", "git_commit"}
 FAST = ["model=xs", "train.epochs=2"]
@@ -78,6 +78,7 @@ def test_resumed_run_continues_exactly(tmp_path, monkeypatch, interrupt_at_epoch
     assert _comparable(history(tmp_path / "split")) == _comparable(history(tmp_path / "whole"))
 
 
+@pytest.mark.slow
 def test_completed_run_is_skipped(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     cfg = compose(FAST)
@@ -97,6 +98,7 @@ def test_seed_decides_the_run(tmp_path):
     assert a.train_loss != c.train_loss
 
 
+@pytest.mark.slow
 def test_divergence_is_recorded_not_raised(tmp_path):
     record = run(compose(["model=xs", "train.epochs=1", "train.lr=1e3", "norm=none"]), tmp_path)
     assert record.status == "diverged"

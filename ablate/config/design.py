@@ -6,7 +6,7 @@ switches. Two configs with the same design are the same variant however their ov
 spelled, so ``-m pool_size=3,5,7,9`` finds the paper's rows. A row's design comes from composing
 its own config (``sweeps/table5/<id>.yaml``), so a row's overrides are written once, there.
 """
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -17,8 +17,19 @@ from ablate.reference import table5
 from ablate.config.checks import compose, stage_mixer_names
 from ablate.model import MIXERS
 
-# Config keys whose overrides change the design; the run's variant name already says them.
-DESIGN_KEYS = frozenset({"mixer", "pool_size", "norm", "act", "residual", "channel_mlp", "stage_mixers"})
+# Each config key that is part of the design, and its value for a config given its stages' mixers (None: the key
+# says nothing about this design, e.g. pool_size when no stage pools). Overrides of these keys change the design,
+# and the run's variant name already says them.
+_DESIGN: dict[str, Callable[[DictConfig, list[str]], Any]] = {
+    "mixer": lambda cfg, stages: stages[0] if len(set(stages)) == 1 else None,
+    "stage_mixers": lambda cfg, stages: stages if len(set(stages)) > 1 else None,
+    "pool_size": lambda cfg, stages: cfg.pool_size if any(MIXERS.get(n).uses_pool_size for n in stages) else None,
+    "norm": lambda cfg, stages: cfg.norm.name,
+    "act": lambda cfg, stages: cfg.act.name,
+    "residual": lambda cfg, stages: cfg.residual,
+    "channel_mlp": lambda cfg, stages: cfg.channel_mlp,
+}
+DESIGN_KEYS = frozenset(_DESIGN)
 # Override keys that are neither design nor settings: the seed, and the sweep rows that set a design.
 SELECTOR_KEYS = frozenset({"seed", "sweep"})
 
@@ -34,11 +45,7 @@ class RunName:
 def design(cfg: DictConfig) -> dict[str, Any]:
     """The block design in config terms: ``mixer`` when every stage has the same, else ``stage_mixers``."""
     stages = stage_mixer_names(cfg)
-    d: dict[str, Any] = {"mixer": stages[0]} if len(set(stages)) == 1 else {"stage_mixers": stages}
-    if any(MIXERS.get(name).uses_pool_size for name in stages):
-        d["pool_size"] = cfg.pool_size
-    d.update(norm=cfg.norm.name, act=cfg.act.name, residual=cfg.residual, channel_mlp=cfg.channel_mlp)
-    return d
+    return {key: value for key, read in _DESIGN.items() if (value := read(cfg, stages)) is not None}
 
 
 @cache

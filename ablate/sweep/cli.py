@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from ablate.config import CONF_DIR, check_config, check_overrides
 from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, WriteError
+from ablate.run.record import RESULTS, RunRecord
 from ablate.sweep.jobs import register_resolvers
 
 log = logging.getLogger("ablate")
@@ -32,7 +33,9 @@ def _task(cfg: DictConfig) -> float | None:
         check_config(cfg)  # before torch loads: a bad value answers in a second
         from ablate.run.train import run
         sweep = hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if multirun else None)
-        record = run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), sweep=sweep)
+        run_dir = Path(hc.runtime.output_dir)
+        record = run(cfg, run_dir, list(hc.overrides.task), sweep=sweep)
+        log.info(summary_line(record, run_dir))
     except RunDirError as e:  # nothing was written: the job is another process's, or another config's
         if multirun:
             log.warning("skipped: %s", e)
@@ -49,6 +52,13 @@ def _task(cfg: DictConfig) -> float | None:
             return None
         raise
     return record.top1
+
+
+def summary_line(record: RunRecord, run_dir: Path) -> str:
+    """A run's last line: how it ended, its top-1, its wall time, and where its record is."""
+    top1 = f"top-1 {record.top1:.2f}%" if record.top1 is not None else "no top-1"
+    wall = f"{record.wall_s:.0f} s" if record.wall_s is not None else "wall time unknown"
+    return f"{record.status}: {top1} in {wall}; record: {run_dir / RESULTS}"
 
 
 def main() -> None:
