@@ -152,3 +152,9 @@ def test_the_model_needs_neither_hydra_nor_omegaconf():
                              "['pooling', 'pooling', 'attention', 'attention'], norm='ln', num_classes=3, img_size=64)\n"
                              "assert m(__import__('torch').zeros(1, 3, 64, 64)).shape == (1, 3)")
     assert "torch" in modules and not modules & {"hydra", "omegaconf"}
+
+
+def test_the_readme_python_example_runs():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
