@@ -52,6 +52,7 @@ def test_random_matrix_is_frozen_and_counted_apart():
     torch.testing.assert_close(mixer.weight.sum(-1), torch.ones(56 * 56))
 
 
+@pytest.mark.slow  # builds and counts the four larger paper sizes at 224 (seconds each); S12 is checked per row above
 @pytest.mark.parametrize("size,params", [("s24", 21.4), ("s36", 30.8), ("m36", 56.1), ("m48", 73.4)])
 def test_paper_sizes(size, params):
     stats = model_stats(build_model(compose([f"model={size}", "data.img_size=224"]), 1000), 224)
