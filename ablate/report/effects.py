@@ -39,7 +39,7 @@ def add_effects(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     ``n_pairs``, t test ``delta_p``) and over the images of one seed (``image_*``, McNemar's ``image_p``), each
     p-value also Holm-adjusted over its column (``*_p_holm``, ``*_significant``); ``delta_exact`` is Δ as a
     Fraction. ``runs``: one per (row, seed), carrying the table row as ``entry`` and ``val_images``."""
-    done = runs[runs.status.eq("completed")].set_index("seed")
+    done = runs[runs.status.eq("completed") & runs.top1.notna()].set_index("seed")
     done = done.assign(exact=[exact_percent(t, None if pd.isna(n) else int(n))
                               for t, n in zip(done.top1, done.val_images)])
     by_entry = {entry: rows for entry, rows in done.groupby("entry")}
