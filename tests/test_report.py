@@ -210,7 +210,8 @@ def test_agreement_with_the_paper_names_every_row_it_leaves_out(report: Path) ->
     assert agreement["ranks"]["tau"] == pytest.approx(stats.kendalltau(ours, paper).statistic)
     assert agreement["ranks"]["rho"] == pytest.approx(stats.spearmanr(ours, paper).statistic)
     assert agreement["disagree"] == [] and agreement["no_sign"] == ["Pooling size 3 → 5"]
-    assert agreement["agree"] == ["Pooling → Identity mapping", "Modified Layer Normalization → None", "GELU → ReLU"]
+    assert agreement["agree"] == ["Pooling → Identity mapping", "Modified Layer Normalization → None",
+                                  "GELU → ReLU"]
     assert agreement["splits"] == {"GELU → ReLU": ["GELU → ReLU [train.lr=1e-3]", "GELU → ReLU [train.lr=2e-3]"]}
     assert agreement["partial"] == {"Modified Layer Normalization → None": "1 diverged"}
     assert agreement["left_out"] == {"Pooling → Depthwise convolution": "no completed run: 1 running",
@@ -219,11 +220,12 @@ def test_agreement_with_the_paper_names_every_row_it_leaves_out(report: Path) ->
     text = md.read_text()
     assert f"Kendall's τ-b = {agreement['ranks']['tau']:+.2f}" in text
     assert "agrees with the paper's in 3 of 3 rows; it disagrees in: none." in text
-    assert "GELU → ReLU is split by other settings into GELU → ReLU [train.lr=1e-3], GELU → ReLU [train.lr=2e-3]: " \
-           "it is ranked once, with the mean of their Δs." in text
-    assert "Entered with the Δ of their completed seeds only: Modified Layer Normalization → None (1 diverged)." in text
-    assert "Left out: Pooling → Depthwise convolution (no completed run: 1 running); Residual connection → None (no " \
-           "completed run: 1 failed); norm=ln, act=relu (not a Table 5 row: no paper Δ)." in text
+    assert "GELU → ReLU is split by other settings into GELU → ReLU [train.lr=1e-3], GELU → ReLU " \
+           "[train.lr=2e-3]: it is ranked once, with the mean of their Δs." in text
+    assert "Entered with the Δ of their completed seeds only: Modified Layer Normalization → None " \
+           "(1 diverged)." in text
+    assert "Left out: Pooling → Depthwise convolution (no completed run: 1 running); Residual connection → None " \
+           "(no completed run: 1 failed); norm=ln, act=relu (not a Table 5 row: no paper Δ)." in text
     assert "Our runs are on digits, not ImageNet-1K" in text
 
 
@@ -365,7 +367,7 @@ def test_acc_vs_macs_numbers_points_and_goes_log_across_decades(tmp_path: Path) 
     fig = plot_acc_vs_macs(summarize(load_runs([tmp_path])))
     assert fig.axes[0].get_xscale() == "log"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == ["Baseline", "1. PoolFormer, xs model (paper: S12)", "Token mixers", "2. Pooling → Identity mapping",
+    assert legend == ["Baseline", f"1. {BASELINE}", "Token mixers", "2. Pooling → Identity mapping",
                       "Other components", "3. Channel MLP → None"]
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["1", "2", "3"]
     assert max(fig.axes[0].get_yticks()) <= 100

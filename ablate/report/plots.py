@@ -72,9 +72,10 @@ def _delta_axis(ax: Axes, values: np.ndarray) -> None:
 
 def _star_note(rows: pd.DataFrame) -> str:
     """What the stars shown mean ('' when none is)."""
-    notes = [f"{star} p < {ALPHA:g} after Holm's correction, {what}" for star, what, column in (
-        (SEEDS_STAR, "paired over seeds", "delta_significant"), (IMAGES_STAR, "McNemar over images", "image_significant"))
-        if rows[column].any()]
+    marks = [(SEEDS_STAR, "paired over seeds", "delta_significant"),
+             (IMAGES_STAR, "McNemar over images", "image_significant")]
+    notes = [f"{star} p < {ALPHA:g} after Holm's correction, {what}" for star, what, column in marks
+             if rows[column].any()]
     return "\n".join(notes)
 
 
