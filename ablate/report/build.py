@@ -21,32 +21,36 @@ import numpy as np
 import pandas as pd
 
 from ablate.reference import table5
+from ablate.report import paper
 from ablate.report.effects import add_effects, paper_agreement
 from ablate.errors import ReportError, RunDirError
 from ablate.report.latex import latex_table
 from ablate.report.outdir import staged
 from ablate.report.plots import write_plots
-from ablate.run.record import HISTORY, RESULTS, STATUSES, read_record
-from ablate.report.tables import DELTA_SEEDS, PAPER_BASELINE, agreement_section, baseline_spread, cells, distinct, header, \
-    markdown_table
+from ablate.report.stats import exact_percent
+from ablate.run.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
+from ablate.report.tables import DELTA_SEEDS, agreement_section, baseline_spread, cells, distinct, header, \
+    markdown_table, reading
 
 log = logging.getLogger(__name__)
 
-KEYS = ["group", "variant", "extra"]
+KEYS = [FIELD.group, FIELD.variant, "extra"]
 GROUP_RANK = {g: i for i, g in enumerate(dict.fromkeys(r.group for r in table5.rows().values()))}
 ROW_RANK = {row_id: i for i, row_id in enumerate(table5.rows())}
-INT_COLUMNS = ["seed", "epochs", "epochs_done", "img_size", "world_size"]
 # Null in a run that stopped before measuring them; numeric all the same, so that a table of such runs still sums.
-FLOAT_COLUMNS = ["top1", "top5", "params_m", "frozen_params_m", "macs_g", "img_per_s", "wall_s"]
-CSV_COLUMNS = ["group", "variant", "extra", "status", "n", "n_runs", "n_diverged", "n_failed",
+INT_COLUMNS = list(fields_of_type(int))
+FLOAT_COLUMNS = list(fields_of_type(float))
+VAL_IMAGES = "val_images"  # the key of a record's data_info: the denominator of its top-1
+CSV_COLUMNS = ["group", "variant", "extra", "model", "status", "n", "n_runs", "n_diverged", "n_failed",
                "n_running", "n_interrupted", "top1_mean", "top1_std", "top1_min", "top1_max", "delta", "delta_lo",
-               "delta_hi", "n_pairs", "delta_excludes_0", "image_seed", "image_delta", "image_lo", "image_hi",
-               "n_images", "image_excludes_0", "top5_mean", "params_m", "frozen_params_m", "macs_g", "img_per_s",
-               "wall_s", "paper_top1", "paper_delta", "paper_params_m", "paper_macs_g", "is_baseline"]
+               "delta_hi", "n_pairs", "delta_p", "delta_p_holm", "delta_significant", "image_seed", "image_delta",
+               "image_lo", "image_hi", "n_images", "image_lost", "image_won", "image_p", "image_p_holm",
+               "image_significant", "top5_mean", "params_m", "frozen_params_m", "macs_g", "img_per_s", "wall_s",
+               "paper_top1", "paper_delta", "paper_params_m", "paper_macs_g", "is_baseline"]
 # The columns of table.tex, a subset of table.md's that fits a page.
 TEX_COLUMNS = ["Group", "Variant", "Params (M)", "MACs (G)", "Top-1 (%)", DELTA_SEEDS, "Paper top-1", "Paper Δ"]
 # Runs that differ in these are compared only with a warning: {column: what it is, in the warning}.
-MIX_COLUMNS = {"data": "data sets", "model": "models", "recipe": "recipes"}
+MIX_COLUMNS = {FIELD.data: "data sets", FIELD.model: "models", FIELD.recipe: "recipes"}
 
 
 class NoRecordsError(FileNotFoundError):
@@ -67,7 +71,8 @@ def find_runs(dirs: Sequence[Path]) -> list[Path]:
 
 
 def load_runs(dirs: Sequence[Path]) -> pd.DataFrame:
-    """One row per run record under ``dirs``: the fields of RunRecord, plus ``run_dir`` and ``extra``."""
+    """One row per run record under ``dirs``: the fields of RunRecord, plus ``run_dir``, ``extra`` and
+    ``val_images``."""
     records = []
     for run_dir in find_runs(dirs):
         record = read_record(run_dir)
@@ -81,6 +86,7 @@ def load_runs(dirs: Sequence[Path]) -> pd.DataFrame:
     runs[INT_COLUMNS] = runs[INT_COLUMNS].astype("Int64")
     runs[FLOAT_COLUMNS] = runs[FLOAT_COLUMNS].astype(float)
     runs["extra"] = _extras(runs.free_overrides)
+    runs[VAL_IMAGES] = runs.data_info.map(lambda info: info.get(VAL_IMAGES)).astype("Int64")
     return runs
 
 
@@ -90,10 +96,28 @@ def _extras(free: pd.Series) -> pd.Series:
     return free.map(lambda f: ", ".join(o for o in f if o not in shared))
 
 
+def unique_seeds(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``runs`` with one run per row and seed (a completed one first, then in path order), and a warning for
+    each seed that ran in several directories, naming them."""
+    ranked = runs.assign(_rank=runs.status.ne("completed")).sort_values(["_rank", "run_dir"], kind="stable")
+    warnings = []
+    for (group, variant, extra, seed), dup in ranked.groupby([*KEYS, "seed"], sort=False):
+        if len(dup) > 1:
+            label = variant + (f" [{extra}]" if extra else "")
+            warnings.append(f"seed {seed} of {label} ran in {len(dup)} directories ({', '.join(map(str, dup.run_dir))}"
+                            f"): counted once, from {dup.run_dir.iloc[0]}")
+    kept = ranked.drop_duplicates([*KEYS, "seed"]).drop(columns="_rank")
+    return runs.loc[runs.index.isin(kept.index)], warnings
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """The table: one row per (group, variant, extra), in Table 5's order, CSV_COLUMNS plus ``label``."""
+    """The table: one row per (group, variant, extra), in Table 5's order, CSV_COLUMNS plus ``label``.
+
+    A seed counts once per row (``unique_seeds``)."""
+    runs, _ = unique_seeds(runs)
     design = runs.groupby(KEYS, sort=False).agg(
-        row=("row", "first"), params_m=("params_m", "first"), frozen_params_m=("frozen_params_m", "first"),
+        row=("row", "first"), model=("model", "first"), data=("data", "first"), params_m=("params_m", "first"),
+        frozen_params_m=("frozen_params_m", "first"),
         macs_g=("macs_g", "first"), is_baseline=("is_baseline", "any"), n_runs=("status", "size"))
     counts = (pd.crosstab([runs[k] for k in KEYS], runs.status)
               .reindex(index=design.index, columns=list(STATUSES), fill_value=0)
@@ -105,11 +129,14 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         wall_s=("wall_s", "mean"))
     table = _in_paper_order(design.join(counts).join(metrics).reset_index())
     table["status"] = table.apply(_row_status, axis=1)
-    table["label"] = table.variant + table.extra.map(lambda e: f" [{e}]" if e else "")
-    paper = [table5.row(row_id) for row_id in table.row]
+    names = [paper.baseline_label(v, m) if b else v for v, m, b in zip(table.variant, table.model, table.is_baseline)]
+    table["label"] = names + table.extra.map(lambda e: f" [{e}]" if e else "")
+    rows = [table5.row(row_id) for row_id in table.row]
     for column in ("top1", "params_m", "macs_g"):
-        table[f"paper_{column}"] = [getattr(p, column) if p else np.nan for p in paper]
-    table["paper_delta"] = table.paper_top1 - PAPER_BASELINE.top1
+        table[f"paper_{column}"] = [getattr(p, column) if p else np.nan for p in rows]
+    # Exact to the paper's decimal: 77.1 - 77.2 is -0.1, and 77.2 - 77.2 is 0 without a sign.
+    table["paper_delta"] = [float(exact_percent(p.top1) - exact_percent(paper.BASELINE.top1)) if p else np.nan
+                            for p in rows]
     return add_effects(table, with_entries(runs, table))
 
 
@@ -158,12 +185,15 @@ def write_report(runs: pd.DataFrame, out: Path) -> Path:
 
     Files are replaced only where this report wrote them (``ablate.report.outdir``); ReportError otherwise.
     """
+    runs, duplicates = unique_seeds(runs)
     table = summarize(runs)
     runs = with_entries(runs, table)
     agreement = paper_agreement(table, list(runs.data.dropna().unique()))
     mixed = _mixed(runs)
     if mixed:
         log.warning("the report mixes %s: its rows may not be comparable", mixed)
+    for warning in duplicates:
+        log.warning("%s", warning)
     with staged(Path(out)) as folder:
         table[CSV_COLUMNS].round(4).to_csv(folder / "table.csv", index=False)
         (folder / "agreement.json").write_text(json.dumps(agreement.as_dict(), indent=2, ensure_ascii=False) + "\n")
@@ -171,9 +201,9 @@ def write_report(runs: pd.DataFrame, out: Path) -> Path:
         (folder / "table.tex").write_text(latex_table(text[TEX_COLUMNS], table.group), encoding="utf-8")
         plots = write_plots(table, load_history(runs), folder)
         images = "\n".join(f"![{title}]({path.name})" for title, path in plots.items())
-        (folder / "table.md").write_text(f"{header(runs, mixed)}\n\n{baseline_spread(table)}\n\n"
-                                         f"{markdown_table(text)}\n\n{agreement_section(agreement, table)}\n\n"
-                                         f"{images}\n", encoding="utf-8")
+        (folder / "table.md").write_text(f"{header(runs, mixed, duplicates)}\n\n{reading(table)}\n\n"
+                                         f"{baseline_spread(table)}\n\n{markdown_table(text)}\n\n"
+                                         f"{agreement_section(agreement)}\n\n{images}\n", encoding="utf-8")
     return Path(out) / "table.md"
 
 

@@ -11,7 +11,7 @@ SYMBOLS = str.maketrans({
 # A number's minus sign (not a hyphen inside a word such as 1e-3) is typeset as a math minus.
 MINUS = re.compile(r"(?<![\w.])-(?=\d)")
 PREAMBLE = (r"% ablate report: needs \usepackage{booktabs}; wrap in \resizebox{\linewidth}{!}{...} if too wide."
-            "\n% * the 95% CI over seeds excludes 0.")
+            "\n% * p < 0.05 after Holm's correction over the column; table.md says how to read the rest.")
 
 
 def tex(text: str) -> str:

@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from ablate.report.stats import CI
+from ablate.report import paper
+from ablate.report.stats import ALPHA, CI
 
-PAPER_LABEL = "paper (S12, ImageNet-1K)"
 LINEAR_DELTA = 1.0  # points of top-1 shown linearly around 0 on a symmetric log axis
 
 
@@ -36,13 +36,16 @@ def _legend(fig: Figure, axes: np.ndarray) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
     if handles:
-        fig.legend(handles.values(), handles.keys(), loc="outside upper center",
-                   ncols=min(3, len(handles)), frameon=False, fontsize=8)
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center",
+                   ncols=min(2, len(handles)), frameon=False, fontsize=8)
+
+
+SEEDS_STAR, IMAGES_STAR = "*", "†"
 
 
 def _bar_label(row: tuple) -> str:
-    """The variant, * when its CI over seeds excludes 0, and why its bar is short of seeds (or missing)."""
-    label = row.label + ("*" if row.delta_excludes_0 else "")
+    """The variant, its stars (over seeds, over images), and why its bar is short of seeds (or missing)."""
+    label = row.label + (SEEDS_STAR if row.delta_significant else "") + (IMAGES_STAR if row.image_significant else "")
     if row.n == row.n_runs:
         return label
     return f"{label} ({f'{row.n}/{row.n_runs} completed' if row.n else row.status})"
@@ -54,17 +57,33 @@ def _half_widths(rows: pd.DataFrame, prefix: str, centre: str) -> np.ndarray:
     return np.nan_to_num(np.vstack([rows[centre] - lo, hi - rows[centre]]))
 
 
-def _delta_scale(ax: Axes, values: np.ndarray) -> None:
-    """Symmetric log beyond ±1 point when the Δs span decades (e.g. ±0.3 beside the paper's -71)."""
-    values = values[np.isfinite(values)]
-    if values.size and np.abs(values).max() > 10 * LINEAR_DELTA:
+def _delta_axis(ax: Axes, values: np.ndarray) -> None:
+    """Symmetric log beyond ±1 point when the Δs span decades (e.g. ±0.3 beside the paper's -71), and limits that
+    show 0 and every value with room on both sides: bars alone stop the axis at 0, cutting a marker there in half."""
+    values = np.append(values[np.isfinite(values)], 0.0)
+    if np.abs(values).max() > 10 * LINEAR_DELTA:
         ax.set_xscale("symlog", linthresh=LINEAR_DELTA)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    scale = ax.xaxis.get_transform()
+    lo, hi = scale.transform(np.array([values.min(), values.max()]))
+    pad = 0.06 * (hi - lo) if hi > lo else 0.5
+    ax.set_xlim(*scale.inverted().transform(np.array([lo - pad, hi + pad])))
+
+
+def _star_note(rows: pd.DataFrame) -> str:
+    """What the stars shown mean ('' when none is)."""
+    marks = [(SEEDS_STAR, "paired over seeds", "delta_significant"),
+             (IMAGES_STAR, "McNemar over images", "image_significant")]
+    notes = [f"{star} p < {ALPHA:g} after Holm's correction, {what}" for star, what, column in marks
+             if rows[column].any()]
+    return "\n".join(notes)
 
 
 def plot_bars(table: pd.DataFrame) -> Figure:
     """Δ top-1 against our baseline per variant, one subplot per group: the paired CI over seeds (black), the
-    one-seed CI over images (grey), the paper's Δ (red), and our baseline's spread over seeds around 0."""
+    one-seed CI over images (grey), the paper's Δ (red), and our baseline's spread over seeds around 0.
+
+    The legend promises only what is drawn (no interval over seeds from one seed)."""
     rows = table[~(table.is_baseline & table.n.gt(0))]
     groups = list(rows.groupby("group", sort=False))
     fig = Figure(figsize=(9, 1.4 + 0.5 * len(rows) + 0.6 * len(groups)), layout="constrained")
@@ -74,24 +93,31 @@ def plot_bars(table: pd.DataFrame) -> Figure:
     axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False,
                         gridspec_kw={"height_ratios": [len(g) for _, g in groups]})
     spread = table[table.is_baseline & table.n.gt(1)].top1_std.dropna()
+    over_seeds = f", paired {CI} over seeds" if rows.delta_lo.notna().any() else " (one seed: no interval over seeds)"
     for ax, (group, g) in zip(axes.flat, groups):
         y = np.arange(len(g))
-        delta = g.delta.astype(float)
-        ax.barh(y, delta.fillna(0), height=0.5, color="C0", xerr=_half_widths(g, "delta", "delta"), capsize=3,
-                label=f"ours: Δ, paired {CI} over seeds")
-        image = g.image_delta.notna().to_numpy()
-        ax.errorbar(g.image_delta[image], y[image] + 0.3, xerr=_half_widths(g[image], "image", "image_delta"),
-                    fmt="|", color="gray", capsize=2, label=f"ours, one seed: {CI} over val images")
-        ax.scatter(g.paper_delta, y, marker="D", color="C3", zorder=3, label=PAPER_LABEL)
+        ax.barh(y, g.delta.astype(float).fillna(0), height=0.5, color="C0", label=f"ours: Δ{over_seeds}")
+        seeds = g.delta_lo.notna().to_numpy()
+        if seeds.any():
+            ax.errorbar(g.delta[seeds], y[seeds], xerr=_half_widths(g[seeds], "delta", "delta"), fmt="none",
+                        color="black", capsize=3)
+        image = g.image_lo.notna().to_numpy()
+        if image.any():
+            ax.errorbar(g.image_delta[image], y[image] + 0.3, xerr=_half_widths(g[image], "image", "image_delta"),
+                        fmt="|", color="gray", capsize=2, label=f"ours, one seed: {CI} over val images")
+        ax.scatter(g.paper_delta, y, marker="D", color="C3", zorder=3, label=paper.LEGEND)
         for std in spread[:1]:
             ax.axvspan(-std, std, color="gray", alpha=0.2, label="our baseline: ± std over seeds")
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y, [_wrap(_bar_label(row)) for row in g.itertuples()], fontsize=8)
-        ax.invert_yaxis()
+        # Room above the first bar and below the last one's grey interval (at y + 0.3), top to bottom.
+        ax.set_ylim(len(g) - 0.35, -0.55)
         ax.set_title(group, loc="left", fontsize=10)
-    values = np.concatenate([rows[c].to_numpy(dtype=float) for c in ("delta_lo", "delta_hi", "delta", "paper_delta")])
-    _delta_scale(axes[-1, 0], values)
-    axes[-1, 0].set_xlabel("Δ top-1 vs baseline (points); * the CI over seeds excludes 0")
+    columns = ("delta_lo", "delta_hi", "delta", "image_lo", "image_hi", "paper_delta")
+    _delta_axis(axes[-1, 0], np.concatenate([rows[c].to_numpy(dtype=float) for c in columns] + [spread.to_numpy()]))
+    stars = _star_note(rows)
+    axes[-1, 0].set_xlabel("Δ top-1 vs baseline (points)" + (f"\n{stars}" if stars else ""))
+    fig.suptitle(f"ours: {paper.ours(table.model, table.data)}", fontsize=10)
     _legend(fig, axes)
     return fig
 
@@ -125,6 +151,7 @@ def plot_curves(table: pd.DataFrame, history: pd.DataFrame) -> Figure:
         ax.set_axis_off()
     for ax in axes[:, 0]:
         ax.set_ylabel("val top-1 (%)")
+    fig.suptitle(f"ours: {paper.ours(table.model, table.data)}", fontsize=10)
     return fig
 
 
@@ -188,6 +215,7 @@ def plot_acc_vs_macs(table: pd.DataFrame) -> Figure:
     ax.margins(x=0.15)
     ax.set_xlabel("MACs (G) per image")
     ax.set_ylabel("top-1 (%)")
+    ax.set_title(f"ours: {paper.ours(table.model, table.data)}", fontsize=10)
     legend = fig.legend(handles, labels, fontsize=7, loc="outside right upper", frameon=False)
     for i, colour in headers.items():
         legend.get_texts()[i].set(color=colour, fontweight="bold")

@@ -1,14 +1,16 @@
 """The summary table as text: its cells (shared by table.md and table.tex) and table.md's prose."""
+from collections.abc import Sequence
+
 import pandas as pd
 
-from ablate.reference import table5
-from ablate.report.effects import PaperAgreement
-from ablate.report.stats import CI, MIN_RANKED
+from ablate.report import paper
+from ablate.report.effects import PaperAgreement, not_run
+from ablate.report.stats import ALPHA, CI, MIN_RANKED
+from ablate.run.record import FIELD
 
-PAPER_BASELINE = table5.row(table5.BASELINE)
-# (header label, runs column) for the line that says what was run.
-FACTS = [("data", "data"), ("model", "model"), ("epochs", "epochs"), ("img size", "img_size"),
-         ("seeds", "seed"), ("device", "device"), ("world size", "world_size"), ("sweep", "sweep")]
+# What ran, for the header line: record fields, named as their field with spaces.
+FACTS = [FIELD.data, FIELD.model, FIELD.epochs, FIELD.img_size, FIELD.seed, FIELD.device, FIELD.world_size,
+         FIELD.sweep]
 DELTA_SEEDS = f"Δ ({CI})"
 DELTA_IMAGES = f"Δ one seed ({CI} over images)"
 
@@ -17,8 +19,13 @@ def _fmt(value: float, spec: str) -> str:
     return "—" if pd.isna(value) else format(value, spec)
 
 
-def _interval(estimate: float, lo: float, hi: float, excludes_zero: bool) -> str:
-    return f"{estimate:+.2f} [{lo:+.2f}, {hi:+.2f}]{'*' if excludes_zero else ''}"
+def signed(value: float) -> str:
+    """A Δ with its sign; exactly 0 has none."""
+    return "0.00" if value == 0 else f"{value:+.2f}"
+
+
+def _interval(estimate: float, lo: float, hi: float, star: bool) -> str:
+    return f"{signed(estimate)} [{lo:+.2f}, {hi:+.2f}]{'*' if star else ''}"
 
 
 def _top1_cell(row: pd.Series) -> str:
@@ -39,23 +46,28 @@ def _params_cell(row: pd.Series) -> str:
 
 
 def _delta_cell(row: pd.Series) -> str:
-    """Paired over seeds; how many pairs where that is not every completed seed."""
+    """Paired over seeds, or why there is no interval; how many pairs where that is not every completed seed,
+    and the seeds that gave no top-1 (Δ is over the others)."""
     if pd.isna(row.delta):
         return "—"
     if row.is_baseline and row.n:
         return "baseline"
-    if row.n_pairs == 0:
-        return f"{row.delta:+.2f} (unpaired: no common seed)"
-    if row.n_pairs == 1:
-        return f"{row.delta:+.2f} (n=1, no CI)"
-    pairs = f" ({row.n_pairs} pairs)" if row.n_pairs != row.n else ""
-    return _interval(row.delta, row.delta_lo, row.delta_hi, row.delta_excludes_0) + pairs
+    if pd.isna(row.delta_lo):
+        text, notes = signed(row.delta), [f"{row.delta_why}: no CI"]
+    else:
+        text, notes = _interval(row.delta, row.delta_lo, row.delta_hi, row.delta_significant), []
+    notes += [f"{row.n_pairs} pairs"] if 0 < row.n_pairs != row.n else []
+    notes += [missing] if (missing := not_run(row)) else []
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _image_cell(row: pd.Series) -> str:
     if pd.isna(row.image_delta):
         return "—"
-    return f"{_interval(row.image_delta, row.image_lo, row.image_hi, row.image_excludes_0)} (seed {row.image_seed:.0f})"
+    if pd.isna(row.image_lo):
+        return f"{signed(row.image_delta)} (seed {row.image_seed:.0f}: {row.image_why})"
+    return (f"{_interval(row.image_delta, row.image_lo, row.image_hi, row.image_significant)} "
+            f"(seed {row.image_seed:.0f}: {row.image_lost:.0f} lost, {row.image_won:.0f} won)")
 
 
 def cells(table: pd.DataFrame) -> pd.DataFrame:
@@ -69,7 +81,7 @@ def cells(table: pd.DataFrame) -> pd.DataFrame:
         DELTA_SEEDS: table.apply(_delta_cell, axis=1),
         DELTA_IMAGES: table.apply(_image_cell, axis=1),
         "Paper top-1": table.paper_top1.map(lambda v: _fmt(v, ".1f")),
-        "Paper Δ": table.paper_delta.map(lambda v: _fmt(v, "+.1f")),
+        "Paper Δ": table.paper_delta.map(lambda v: "—" if pd.isna(v) else "0.0" if v == 0 else f"{v:+.1f}"),
         "Paper params (M)": table.paper_params_m.map(lambda v: _fmt(v, ".1f")),
         "Paper MACs (G)": table.paper_macs_g.map(lambda v: _fmt(v, ".1f")),
     })
@@ -85,21 +97,38 @@ def distinct(values: pd.Series) -> str:
     return ", ".join(map(str, sorted(values.dropna().unique()))) or "—"
 
 
-def header(runs: pd.DataFrame, mixed: str = "") -> str:
-    """What ran, a warning where runs of different data sets, models or recipes are mixed, and how to read it."""
+def header(runs: pd.DataFrame, mixed: str = "", duplicates: Sequence[str] = ()) -> str:
+    """What ran, and warnings: runs of different data sets, models or recipes mixed; seeds run twice."""
     by_status = ", ".join(f"{k} {status}" for status, k in runs.status.value_counts().items())
-    facts = "; ".join(f"{name}: {distinct(runs[col])}" for name, col in FACTS)
-    warning = f"**Warning: these runs mix {mixed}; rows may not be comparable.**\n\n" if mixed else ""
-    return (f"# Ablation report\n\n{warning}{len(runs)} runs ({by_status}). {facts}.\n\n"
-            f"Top-1 is the final epoch's validation top-1, mean ± sample std over completed seeds (n). "
+    facts = "; ".join(f"{name.replace('_', ' ')}: {distinct(runs[name])}" for name in FACTS)
+    warnings = [f"**Warning: these runs mix {mixed}; rows may not be comparable.**"] if mixed else []
+    warnings += [f"**Warning: {d}.**" for d in duplicates]
+    model = paper.model_note(runs.model)
+    return "\n\n".join(["# Ablation report", *warnings,
+                        f"{len(runs)} runs ({by_status}). {facts}.{' ' + model if model else ''}"])
+
+
+def _tests(table: pd.DataFrame, prefix: str) -> int:
+    return int(table[f"{prefix}_p"].notna().sum())
+
+
+def reading(table: pd.DataFrame) -> str:
+    """How to read the table: what each column measures, what a star means, what the paper columns are."""
+    seeds, images = _tests(table, "delta"), _tests(table, "image")
+    return (f"Top-1 is the final epoch's validation top-1, mean ± sample std over completed seeds (n). "
             f"Δ is our variant minus our baseline, paired by seed (the same seed: the same initialisation and "
             f"data order), mean over the seeds both completed, with its {CI} from the t distribution of the "
-            f"paired differences; * marks an interval that excludes 0. One pair gives no interval (n=1, no CI). "
-            f"The one-seed Δ compares the two runs of the lowest common seed image by image on the same "
-            f"validation set, with a percentile bootstrap over the images: it measures how much the finite "
-            f"validation set alone moves Δ, not seed-to-seed variation. Paper columns: PoolFormer-S12 on "
-            f"ImageNet-1K at 224 px, 300 epochs (Yu et al., CVPR 2022, Table 5); paper Δ is relative to its "
-            f"baseline's {PAPER_BASELINE.top1:.1f}.")
+            f"paired differences. An interval needs two pairs that differ: the cell says why there is none (one "
+            f"pair; pairs all equal, e.g. identical predictions). The one-seed Δ compares the two runs of the "
+            f"lowest common seed image by image on the same validation set: lost and won count the images only "
+            f"the baseline, or only the variant, gets right; McNemar's exact test is run on them, and a "
+            f"percentile bootstrap over the images gives the interval. It measures how much the finite "
+            f"validation set alone moves Δ, not seed-to-seed variation. * marks a Δ whose p-value is below "
+            f"{ALPHA:.2f} after Holm's correction over the tests of its column ({seeds} over seeds, {images} over "
+            f"images; the intervals are not corrected; table.csv has both p-values), so with no real effect the "
+            f"chance of any star in a column is at most {ALPHA:.0%}. A zero Δ is exactly zero (top-1 is compared "
+            f"as correct / images) and has no sign. Paper columns: {paper.CONTEXT}; paper Δ is relative to its "
+            f"baseline's {paper.BASELINE.top1:.1f}.")
 
 
 def baseline_spread(table: pd.DataFrame) -> str:
@@ -115,20 +144,22 @@ def baseline_spread(table: pd.DataFrame) -> str:
     return "\n".join(lines) or "No completed baseline run: no Δ."
 
 
-def _versus_paper(table: pd.DataFrame, labels: list[str]) -> str:
-    rows = table.set_index("label").loc[labels]
-    return "; ".join(f"{label} (ours {r.delta:+.2f}{'*' if r.delta_excludes_0 else ''}, paper "
-                     f"{r.paper_delta:+.1f})" for label, r in rows.iterrows()) or "none"
+def _versus_paper(agreement: PaperAgreement, labels: list[str]) -> str:
+    compared = {c.label: c for c in agreement.compared}
+    return "; ".join(f"{label} (ours {signed(c.ours)}{'*' if c.significant else ''}, paper "
+                     f"{'0.0' if c.paper == 0 else format(c.paper, '+.1f')})"
+                     for label, c in ((label, compared[label]) for label in labels)) or "none"
 
 
-def agreement_section(agreement: PaperAgreement, table: pd.DataFrame) -> str:
-    """τ, ρ and the sign of each row against the paper's Table 5, and what data they were measured on."""
+def agreement_section(agreement: PaperAgreement) -> str:
+    """τ, ρ and the sign of each Table 5 row against the paper's, what data they were measured on, and every row
+    left out of them or entered in part."""
     ranks = agreement.ranks
     lines = ["## Agreement with the paper", ""]
     if agreement.on_imagenet:
-        lines.append("Our runs are on ImageNet-1K, the paper's data set.")
+        lines.append(f"Our runs are on {paper.DATA}, the paper's data set.")
     else:
-        lines.append(f"Our runs are on {', '.join(agreement.data)}, not ImageNet-1K: agreement here says how far the "
+        lines.append(f"Our runs are on {', '.join(agreement.data)}, not {paper.DATA}: agreement here says how far the "
                      f"paper's effects carry over to this data set and model, not whether the paper reproduces.")
     lines.append("")
     if ranks.n < MIN_RANKED:
@@ -136,11 +167,21 @@ def agreement_section(agreement: PaperAgreement, table: pd.DataFrame) -> str:
     else:
         lines.append(f"Over the {ranks.n} Table 5 rows besides the baseline with a Δ: Kendall's τ-b = "
                      f"{_fmt(ranks.tau, '+.2f')} (p = {_fmt(ranks.tau_p, '.2g')}), Spearman's ρ = "
-                     f"{_fmt(ranks.rho, '+.2f')} (p = {_fmt(ranks.rho_p, '.2g')}) between our Δs and the paper's.")
-    signed = len(agreement.agree) + len(agreement.disagree)
-    if signed:
-        lines.append(f"The sign of Δ agrees with the paper's in {len(agreement.agree)} of {signed} rows; "
-                     f"it disagrees in: {_versus_paper(table, agreement.disagree)}.")
+                     f"{_fmt(ranks.rho, '+.2f')} (p = {_fmt(ranks.rho_p, '.2g')}) between our Δs and the paper's "
+                     f"(equal Δs tie).")
+    signed_rows = len(agreement.agree) + len(agreement.disagree)
+    if signed_rows:
+        lines.append(f"The sign of Δ agrees with the paper's in {len(agreement.agree)} of {signed_rows} rows; "
+                     f"it disagrees in: {_versus_paper(agreement, agreement.disagree)}.")
     if agreement.no_sign:
-        lines.append(f"No sign to compare (our Δ or the paper's is 0): {_versus_paper(table, agreement.no_sign)}.")
+        lines.append(f"No sign to compare (our Δ or the paper's is 0): "
+                     f"{_versus_paper(agreement, agreement.no_sign)}.")
+    for variant, parts in agreement.splits.items():
+        lines.append(f"{variant} is split by other settings into {', '.join(parts)}: it is ranked once, with the "
+                     f"mean of their Δs.")
+    if agreement.partial:
+        lines.append("Entered with the Δ of their completed seeds only: " +
+                     "; ".join(f"{label} ({why})" for label, why in agreement.partial.items()) + ".")
+    if agreement.left_out:
+        lines.append("Left out: " + "; ".join(f"{label} ({why})" for label, why in agreement.left_out.items()) + ".")
     return "\n".join(lines)

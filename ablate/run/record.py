@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, get_type_hints
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -38,6 +39,7 @@ PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
 # Keys that do not decide a run's result: where the data lives, a start-up check, logging (wandb, and how often
 # the loss is read), the resume switch.
 NOT_RESULT_KEYS = ("data.root", "data.verify", "wandb", "train.check_every", "train.resume")
+PROGRESS = {"progress": True}  # a field's metadata: what a run has achieved so far; a restart starts from it
 
 
 def now() -> str:
@@ -83,27 +85,28 @@ class RunRecord:
     config: dict[str, Any] = field(default_factory=dict)  # result_config(cfg)
     # How it went.
     status: str = "running"
-    epochs_done: int = 0
-    top1: float | None = None
-    top5: float | None = None
-    best_top1: float | None = None
-    best_epoch: int | None = None
-    val_loss: float | None = None
-    train_loss: float | None = None
+    epochs_done: int = field(default=0, metadata=PROGRESS)
+    top1: float | None = field(default=None, metadata=PROGRESS)
+    top5: float | None = field(default=None, metadata=PROGRESS)
+    best_top1: float | None = field(default=None, metadata=PROGRESS)
+    best_epoch: int | None = field(default=None, metadata=PROGRESS)
+    val_loss: float | None = field(default=None, metadata=PROGRESS)
+    train_loss: float | None = field(default=None, metadata=PROGRESS)
     error: str | None = None
     # Cost.
-    params_m: float | None = None
-    frozen_params_m: float | None = None
-    macs_g: float | None = None  # one image's forward at img_size
-    img_per_s: float | None = None  # training images per second, median epoch
-    peak_mem_mb: float | None = None  # CUDA peak allocated, or the process's peak RSS on the CPU
-    wall_s: float | None = None
+    params_m: float | None = field(default=None, metadata=PROGRESS)
+    frozen_params_m: float | None = field(default=None, metadata=PROGRESS)
+    macs_g: float | None = field(default=None, metadata=PROGRESS)  # one image's forward at img_size
+    img_per_s: float | None = field(default=None, metadata=PROGRESS)  # training images per second, median epoch
+    # CUDA peak allocated, or the process's peak RSS on the CPU.
+    peak_mem_mb: float | None = field(default=None, metadata=PROGRESS)
+    wall_s: float | None = field(default=None, metadata=PROGRESS)
     # Provenance.
     device: str | None = None
     world_size: int = 1
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
-    data_info: dict[str, Any] = field(default_factory=dict)
+    data_info: dict[str, Any] = field(default_factory=dict, metadata=PROGRESS)
     started_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
 
@@ -143,9 +146,16 @@ class RunRecord:
         self.updated_at = now()
 
 
-# What a run has achieved so far; a restart starts from it (see RunRecord.resume_from).
-PROGRESS_FIELDS = ("epochs_done", "top1", "top5", "best_top1", "best_epoch", "val_loss", "train_loss", "params_m",
-                   "frozen_params_m", "macs_g", "img_per_s", "peak_mem_mb", "wall_s", "data_info")
+PROGRESS_FIELDS = tuple(f.name for f in fields(RunRecord) if f.metadata.get("progress"))
+# The record's field names as attributes (FIELD.top1 == "top1"), for code that names a field as a column or key:
+# a renamed field fails there at import instead of leaving an empty column.
+FIELD = SimpleNamespace(**{f.name: f.name for f in fields(RunRecord)})
+
+
+def fields_of_type(kind: type) -> tuple[str, ...]:
+    """The names of RunRecord's fields of type ``kind`` or ``kind | None``, in order."""
+    hints = get_type_hints(RunRecord)
+    return tuple(f.name for f in fields(RunRecord) if hints[f.name] in (kind, kind | None))
 
 
 def versions() -> dict[str, str]:

@@ -7,9 +7,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.run.record import RunRecord
+from ablate.run.record import FIELD, RunRecord, fields_of_type
 
-SUMMARY_KEYS = ("status", "top1", "top5", "best_top1", "params_m", "macs_g", "img_per_s", "peak_mem_mb", "wall_s")
+SUMMARY_KEYS = (FIELD.status, *fields_of_type(float))  # how the run ended, and its numbers
 
 
 def wandb_on(cfg: DictConfig) -> bool:
