@@ -58,7 +58,8 @@ def _effect(ours: pd.DataFrame, base: pd.DataFrame) -> dict[str, float]:
     image, image_seed = NO_INTERVAL, math.nan
     if len(seeds):
         image_seed = seeds[0]
-        correct, reference = read_val_correct(ours.run_dir[image_seed]), read_val_correct(base.run_dir[image_seed])
+        correct, reference = (read_val_correct(runs.run_dir[image_seed], runs.metric[image_seed])
+                              for runs in (ours, base))
         if correct is not None and reference is not None and correct.shape == reference.shape:
             image = bootstrap_paired(correct, reference)
     return {"delta": seed.estimate, "delta_lo": seed.lo, "delta_hi": seed.hi, "n_pairs": seed.n,
