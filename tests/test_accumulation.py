@@ -1,7 +1,11 @@
 """A fixed global batch: gradient accumulation, its one-line refusal, and a fingerprint that ignores how the batch
 is split into processes and micro-batches."""
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 
+import pandas as pd
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -93,3 +97,30 @@ def test_a_global_batch_that_does_not_divide_is_refused_in_one_line(monkeypatch,
     with pytest.raises(ConfigError) as e:
         compose(["train=paper", f"train.batch_size={batch}"])
     assert str(e.value) == message
+
+
+@pytest.mark.slow
+def test_a_table5_sweep_is_one_recipe_on_one_process_with_accumulation_and_on_two_without(tmp_path):
+    # The paper's 1024-image global batch on digits (1,437 training images: one step an epoch), as 2 × 512 images
+    # in one process and 512 in each of two torchrun processes.
+    sweep = ["-m", "ablate", "-m", "+sweep/table5=baseline,identity", "model=xs", "train=paper", "train.epochs=1",
+             "train.warmup_epochs=0", "train.cooldown_epochs=0", "train.batch_size=512"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    for launch, where in (([sys.executable], "one"), (torchrun, "two")):
+        out = subprocess.run([*launch, *sweep, f"hydra.sweep.dir={where}"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+    fingerprints = set()
+    for row in ("baseline", "identity"):
+        dirs = [next((tmp_path / where).glob(f"{row},*/seed=0")) for where in ("one", "two")]
+        one, two = (RunRecord.from_dict(json.loads((d / "results.json").read_text())) for d in dirs)
+        assert one.status == two.status == "completed"
+        assert (one.world_size, one.batch_size, one.accum_steps) == (1, 512, 2)
+        assert (two.world_size, two.batch_size, two.accum_steps) == (2, 512, 1)
+        assert one.global_batch == two.global_batch == 1024 and one.recipe == two.recipe == "paper"
+        assert one.fingerprint == two.fingerprint and one.config == two.config
+        # The same lr, from the same global batch, at every step.
+        lrs = [pd.read_csv(d / "history.csv").lr.tolist() for d in dirs]
+        assert lrs[0] == lrs[1] and len(lrs[0]) == 1
+        fingerprints.add(one.fingerprint)
+    assert len(fingerprints) == 2  # while the two rows are two configs
