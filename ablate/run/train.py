@@ -6,8 +6,8 @@ checkpoint. A non-finite loss ends the run as ``diverged``; Ctrl-C and SIGTERM a
 (the last epoch's checkpoint is kept); any other error as ``failed`` with error.txt. The last two
 are re-raised for the caller to decide.
 """
-import logging
 import itertools
+import logging
 import math
 import os
 import platform
@@ -233,10 +233,10 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     lr = t.lr if t.lr is not None else t.lr_per_1024 * record.global_batch / 1024
     optimizer = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=t.weight_decay, fused=t.fused_optimizer)
     train_loader, val_loader = build_loaders(cfg, data, d, device)
+    steps = len(train_loader) // record.accum_steps  # optimiser steps per epoch
     scheduler, epochs = create_scheduler_v2(
         optimizer, "cosine", num_epochs=t.epochs, warmup_epochs=t.warmup_epochs, warmup_lr=t.warmup_lr,
-        min_lr=t.min_lr, cooldown_epochs=t.cooldown_epochs, step_on_epochs=False,
-        updates_per_epoch=len(train_loader) // record.accum_steps)
+        min_lr=t.min_lr, cooldown_epochs=t.cooldown_epochs, step_on_epochs=False, updates_per_epoch=steps)
     mixup = (Mixup(mixup_alpha=t.mixup, cutmix_alpha=t.cutmix, switch_prob=t.mixup_switch_prob,
                    label_smoothing=t.label_smoothing, num_classes=data.num_classes)
              if t.mixup > 0 or t.cutmix > 0 else None)
@@ -249,7 +249,7 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
         if ema is not None:
             ema.module.load_state_dict(ckpt["ema"])
         history = ckpt["history"]
-        scheduler.step_update(len(history) * (len(train_loader) // record.accum_steps))
+        scheduler.step_update(len(history) * steps)
         log.info("resuming %s from epoch %d", run_dir, len(history))
     net = model
     if d.world_size > 1:
