@@ -124,3 +124,23 @@ def test_a_table5_sweep_is_one_recipe_on_one_process_with_accumulation_and_on_tw
         assert lrs[0] == lrs[1] and len(lrs[0]) == 1
         fingerprints.add(one.fingerprint)
     assert len(fingerprints) == 2  # while the two rows are two configs
+
+
+@pytest.mark.slow
+def test_ddp_with_accumulation_trains_as_one_process_does(tmp_path):
+    # 2 processes × 32 × 2 micro-batches against 1 × 32 × 4: the same 128 images a step (the sampler interleaves
+    # ranks), and nothing random in this recipe, so only float summation order may differ; the all-reduce is
+    # skipped on the first micro-batch of each step (no_sync), which must not lose its gradient.
+    args = ["-m", "ablate", "model=xs", "train.epochs=1", "train.warmup_epochs=0", "train.batch_size=32",
+            "train.global_batch=128"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    for launch, where in (([sys.executable], "one"), (torchrun, "two")):
+        out = subprocess.run([*launch, *args, f"hydra.run.dir={where}"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+    one, two = (RunRecord.from_dict(json.loads((tmp_path / where / "results.json").read_text()))
+                for where in ("one", "two"))
+    assert (one.world_size, one.accum_steps, two.world_size, two.accum_steps) == (1, 4, 2, 2)
+    assert two.train_loss == pytest.approx(one.train_loss, rel=1e-5)
+    assert two.val_loss == pytest.approx(one.val_loss, rel=1e-5)
+    assert abs(two.top1 - one.top1) <= 100 / 360  # at most one of the 360 val images
