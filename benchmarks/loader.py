@@ -40,7 +40,8 @@ CLASSES = 10
 def config(root: Path, args: argparse.Namespace, loader: str, *extra: str):
     return compose(["data=folder", f"data.root={root}", f"data.loader={loader}", "data.verify=false",
                     f"data.img_size={args.img_size}", f"model={args.model}", "train=paper",
-                    f"train.batch_size={args.batch}", f"train.num_workers={args.workers}", *extra])
+                    f"train.batch_size={args.batch}", "train.global_batch=null",  # a step per batch, as measured
+                    f"train.num_workers={args.workers}", *extra])
 
 
 def loader_only(root: Path, args: argparse.Namespace, loader: str, device: torch.device) -> float:

@@ -35,7 +35,7 @@ PAPER = "rand-m9-mstd0.5-inc1"
 
 def loaders(root, *overrides: str, world: Dist = Dist()):
     cfg = compose(["data=folder", f"data.root={root}", "data.loader=dali", "data.img_size=32", "train.batch_size=4",
-                   *overrides])
+                   "train.global_batch=null", *overrides])  # a few images: train=paper's 1024 would not fit
     data = build_data(cfg)
     return data, *build_loaders(cfg, data, world, CPU)
 
@@ -119,8 +119,8 @@ def test_each_rand_augment_operation_matches_timms_at_the_papers_magnitude():
 def test_paper_recipe_trains_with_dali_and_resumes_exactly(tmp_path, photo_tree, monkeypatch):
     root = photo_tree(classes=2, train_per_class=4, val_per_class=2)
     cfg = compose(["data=folder", f"data.root={root}", "data.loader=dali", "train=paper", "model=xs",
-                   "data.img_size=32", "train.batch_size=4", "train.epochs=2", "train.warmup_epochs=1",
-                   "train.cooldown_epochs=0", "train.num_workers=2"])
+                   "data.img_size=32", "train.batch_size=4", "train.global_batch=null", "train.epochs=2",
+                   "train.warmup_epochs=1", "train.cooldown_epochs=0", "train.num_workers=2"])
     save = ablate.run.train.save_checkpoint
     (tmp_path / "resumed").mkdir()
 

@@ -9,7 +9,8 @@ import pytest
 
 WNIDS = sorted(resources.files("ablate.reference").joinpath("imagenet100_wnids.txt").read_text().split())
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-TINY = ["model=xs", "data.img_size=32", "train.epochs=1", "train.batch_size=8", "hydra.run.dir=run"]
+TINY = ["model=xs", "data.img_size=32", "train.epochs=1", "train.batch_size=8", "train.global_batch=null",
+        "hydra.run.dir=run"]
 
 
 def run_cli(cwd: Path, *args: str, module: str = "ablate") -> dict:

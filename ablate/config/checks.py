@@ -1,6 +1,7 @@
 """Composing and checking configs: the same config the CLI builds, and one readable line when it is wrong."""
 import difflib
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from importlib.util import find_spec
@@ -132,7 +133,7 @@ def check_config(cfg: DictConfig) -> None:
         _check_number(t, key, positive=True)
     for key in ("weight_decay", "warmup_lr", "min_lr", "mixup", "cutmix", "grad_clip"):
         _check_number(t, key, positive=False)
-    for key in ("label_smoothing", "reprob", "mixup_switch_prob"):
+    for key in ("label_smoothing", "reprob", "mixup_switch_prob", "ema_decay"):
         _check_number(t, key, positive=False, at_most=1.0)
     for key in ("warmup_epochs", "cooldown_epochs"):
         _check_number(t, key, positive=False)
@@ -144,6 +145,27 @@ def check_config(cfg: DictConfig) -> None:
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r} must be an integer")
     check_loader(cfg)
+    accumulation_steps(t, int(os.environ.get("WORLD_SIZE", "1")))  # torchrun's process count, as training sees it
+
+
+def accumulation_steps(train: DictConfig, world_size: int) -> int:
+    """Micro-batches per optimiser step: ``train.global_batch`` over ``train.batch_size`` × ``world_size``, or 1
+    when ``global_batch`` is null (the global batch is then whatever the processes hold); ConfigError when they
+    do not divide."""
+    goal, batch = train.get("global_batch"), train.batch_size
+    if goal is None:
+        return 1
+    if isinstance(goal, bool) or not isinstance(goal, int) or goal < 1:
+        raise ConfigError(f"train.global_batch={goal!r} must be null or a positive integer")
+    if goal % (batch * world_size) == 0:
+        return goal // (batch * world_size)
+    if goal % world_size:
+        hint = f"run on a number of processes that divides {goal}"
+    else:  # the largest per-process batch up to the one asked for that divides each process's share
+        share = goal // world_size
+        hint = f"e.g. train.batch_size={max(b for b in range(1, min(batch, share) + 1) if share % b == 0)}"
+    raise ConfigError(f"train.global_batch={goal} is not a multiple of train.batch_size={batch} × {world_size} "
+                      f"process(es) = {batch * world_size}; {hint}")
 
 
 def dali_installed() -> bool:

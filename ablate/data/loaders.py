@@ -7,7 +7,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
-from ablate.config.checks import dali_installed
+from ablate.config.checks import accumulation_steps, dali_installed
 from ablate.data import DataBundle
 from ablate.data.folder import ImageFolderSplit
 from ablate.run.distributed import Dist
@@ -50,9 +50,10 @@ class TensorBatches:
 def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.device) -> tuple[Batches, Batches]:
     """Train batches (shuffled by a seeded sampler, last partial batch dropped) and this rank's val batches."""
     t = cfg.train
-    if len(data.train) < t.batch_size * d.world_size:
-        raise ConfigError(f"train.batch_size={t.batch_size} × {d.world_size} processes exceeds the "
-                          f"{len(data.train)} training images")
+    accum = accumulation_steps(t, d.world_size)
+    if len(data.train) < t.batch_size * d.world_size * accum:
+        raise ConfigError(f"train.batch_size={t.batch_size} × {d.world_size} processes × {accum} accumulation "
+                          f"steps exceeds the {len(data.train)} training images")
     # The sampler's seed and set_epoch fix each epoch's order, so a resumed run sees the same batches.
     train_sampler = DistributedSampler(data.train, num_replicas=d.world_size, rank=d.rank, shuffle=True,
                                        seed=cfg.seed)

@@ -51,6 +51,9 @@ CSV_COLUMNS = ["group", "variant", "extra", "model", "status", "n", "n_runs", "n
 TEX_COLUMNS = ["Group", "Variant", "Params (M)", "MACs (G)", "Top-1 (%)", DELTA_SEEDS, "Paper top-1", "Paper Δ"]
 # Runs that differ in these are compared only with a warning: {column: what it is, in the warning}.
 MIX_COLUMNS = {FIELD.data: "data sets", FIELD.model: "models", FIELD.recipe: "recipes"}
+# Whose accuracy the report shows: the raw model's (as the paper did), or its EMA's (train.ema_decay).
+METRICS = ("raw", "ema")
+EMA_COLUMNS = {"top1": "ema_top1", "top5": "ema_top5", "best_top1": "ema_best_top1"}
 
 
 class NoRecordsError(FileNotFoundError):
@@ -70,9 +73,9 @@ def find_runs(dirs: Sequence[Path]) -> list[Path]:
     return sorted(found)
 
 
-def load_runs(dirs: Sequence[Path]) -> pd.DataFrame:
-    """One row per run record under ``dirs``: the fields of RunRecord, plus ``run_dir``, ``extra`` and
-    ``val_images``."""
+def load_runs(dirs: Sequence[Path], metric: str = "raw") -> pd.DataFrame:
+    """One row per run record under ``dirs``: the fields of RunRecord, plus ``run_dir``, ``extra``, ``val_images`` and
+    ``metric``; with ``metric="ema"`` top1, top5 and best_top1 hold the EMA model's."""
     records = []
     for run_dir in find_runs(dirs):
         record = read_record(run_dir)
@@ -82,7 +85,13 @@ def load_runs(dirs: Sequence[Path]) -> pd.DataFrame:
         records.append({**asdict(record), "run_dir": run_dir})
     if not records:
         raise NoRecordsError(f"{', '.join(map(str, dirs))}: no readable {RESULTS}")
-    runs = pd.DataFrame(records)
+    runs = pd.DataFrame(records).assign(metric=metric)
+    if metric == "ema":
+        no_ema = runs[runs.status.eq("completed") & runs.ema_top1.isna()].run_dir
+        if len(no_ema):
+            raise ReportError(f"--metric ema: {len(no_ema)} completed run(s) kept no EMA (train.ema_decay=null), "
+                              f"e.g. {no_ema.iloc[0]}")
+        runs = runs.assign(**{raw: runs[ema] for raw, ema in EMA_COLUMNS.items()})
     runs[INT_COLUMNS] = runs[INT_COLUMNS].astype("Int64")
     runs[FLOAT_COLUMNS] = runs[FLOAT_COLUMNS].astype(float)
     runs["extra"] = _extras(runs.free_overrides)
@@ -167,16 +176,17 @@ def _row_status(row: pd.Series) -> str:
 
 def load_history(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-epoch history of the ``runs`` that have one, keyed by the ``entry`` (table row) each run carries."""
-    frames = [pd.read_csv(path).assign(entry=entry)
+    top1 = EMA_COLUMNS["top1"] if runs.metric.eq("ema").any() else "top1"
+    frames = [pd.read_csv(path).assign(entry=entry, top1=lambda h: h.get(top1, np.nan))
               for path, entry in zip(runs.run_dir.map(lambda d: d / HISTORY), runs.entry)
               if path.is_file() and path.stat().st_size]
     columns = ["entry", "epoch", "top1"]
     return pd.concat(frames)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def build_report(dirs: Sequence[Path], out: Path) -> Path:
+def build_report(dirs: Sequence[Path], out: Path, metric: str = "raw") -> Path:
     """Write the report for the runs under ``dirs`` into ``out`` (see ``write_report``); return table.md."""
-    return write_report(load_runs(dirs), out)
+    return write_report(load_runs(dirs, metric), out)
 
 
 def write_report(runs: pd.DataFrame, out: Path) -> Path:
@@ -201,7 +211,8 @@ def write_report(runs: pd.DataFrame, out: Path) -> Path:
         (folder / "table.tex").write_text(latex_table(text[TEX_COLUMNS], table.group), encoding="utf-8")
         plots = write_plots(table, load_history(runs), folder)
         images = "\n".join(f"![{title}]({path.name})" for title, path in plots.items())
-        (folder / "table.md").write_text(f"{header(runs, mixed, duplicates)}\n\n{reading(table)}\n\n"
+        ema = "**Accuracies are the EMA model's (train.ema_decay).**\n\n" if runs.metric.eq("ema").any() else ""
+        (folder / "table.md").write_text(f"{header(runs, mixed, duplicates)}\n\n{ema}{reading(table)}\n\n"
                                          f"{baseline_spread(table)}\n\n{markdown_table(text)}\n\n"
                                          f"{agreement_section(agreement)}\n\n{images}\n", encoding="utf-8")
     return Path(out) / "table.md"
@@ -218,9 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
                         help="run or sweep directories, searched recursively for results.json")
     parser.add_argument("--out", type=Path, help="output directory (default: FIRST_DIR/report)")
+    parser.add_argument("--metric", choices=METRICS, default="raw",
+                        help="whose accuracy: the raw model's (default, as the paper) or its EMA's")
     args = parser.parse_args(argv)
     try:
-        md = build_report(args.dirs, args.out or args.dirs[0] / "report")
+        md = build_report(args.dirs, args.out or args.dirs[0] / "report", args.metric)
     except (NoRecordsError, ReportError, RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -71,7 +71,8 @@ def _effect(ours: pd.DataFrame, base: pd.DataFrame) -> dict[str, Any]:
     image, image_seed = ImageComparison(NO_INTERVAL, 0, 0), math.nan
     if len(seeds):
         image_seed = seeds[0]
-        correct, reference = read_val_correct(ours.run_dir[image_seed]), read_val_correct(base.run_dir[image_seed])
+        correct, reference = (read_val_correct(runs.run_dir[image_seed], runs.metric[image_seed])
+                              for runs in (ours, base))
         if correct is not None and reference is not None and correct.shape == reference.shape:
             image = compare_images(correct, reference)
     d = image.delta

@@ -46,9 +46,15 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def result_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus NOT_RESULT_KEYS: what two runs must share to be the same run."""
+def result_config(cfg: DictConfig, global_batch: int) -> dict[str, Any]:
+    """The resolved config minus NOT_RESULT_KEYS: what two runs must share to be the same run.
+
+    The recipe's batch is the global one: ``train.global_batch`` holds it, resolved, and the per-process
+    ``train.batch_size`` is left out, so one GPU with accumulation and eight without run the same config.
+    """
     config = OmegaConf.to_container(cfg, resolve=True)
+    config["train"]["global_batch"] = global_batch
+    config["train"].pop("batch_size")
     for key in NOT_RESULT_KEYS:
         *parents, leaf = key.split(".")
         node = config
@@ -81,6 +87,9 @@ class RunRecord:
     recipe: str | None = None
     img_size: int | None = None
     epochs: int | None = None  # planned, cool-down included
+    global_batch: int | None = None  # images per optimiser step: batch_size × world_size × accum_steps
+    batch_size: int | None = None  # per process and micro-batch
+    accum_steps: int = 1  # micro-batches per optimiser step
     fingerprint: str | None = None  # of ``config``; a directory holds runs of one fingerprint only
     config: dict[str, Any] = field(default_factory=dict)  # result_config(cfg)
     # How it went.
@@ -92,6 +101,9 @@ class RunRecord:
     best_epoch: int | None = field(default=None, metadata=PROGRESS)
     val_loss: float | None = field(default=None, metadata=PROGRESS)
     train_loss: float | None = field(default=None, metadata=PROGRESS)
+    ema_top1: float | None = field(default=None, metadata=PROGRESS)  # the EMA model's (train.ema_decay), None without
+    ema_top5: float | None = field(default=None, metadata=PROGRESS)
+    ema_best_top1: float | None = field(default=None, metadata=PROGRESS)
     error: str | None = None
     # Cost.
     params_m: float | None = field(default=None, metadata=PROGRESS)
@@ -112,14 +124,17 @@ class RunRecord:
 
     @classmethod
     def start(cls, cfg: DictConfig, names: Mapping[str, Any], overrides: Sequence[str], free: Sequence[str],
-              sweep: str | None, device: str, world_size: int) -> "RunRecord":
-        """A new ``running`` record of ``cfg``, named by ``names`` (row, group, variant, is_baseline)."""
+              sweep: str | None, device: str, world_size: int, accum_steps: int) -> "RunRecord":
+        """A new ``running`` record of ``cfg``, named by ``names`` (row, group, variant, is_baseline), trained by
+        ``world_size`` processes that each accumulate ``accum_steps`` micro-batches per optimiser step."""
         t = cfg.train
-        config = result_config(cfg)
+        global_batch = t.batch_size * world_size * accum_steps
+        config = result_config(cfg, global_batch)
         return cls(**names, overrides=list(overrides), free_overrides=list(free), sweep=sweep, seed=cfg.seed,
                    model=cfg.model.name, data=cfg.data.name, recipe=t.name, img_size=cfg.data.img_size,
-                   epochs=t.epochs + t.cooldown_epochs, fingerprint=fingerprint(config), config=config,
-                   device=device, world_size=world_size, versions=versions(), git_commit=git_commit())
+                   epochs=t.epochs + t.cooldown_epochs, global_batch=global_batch, batch_size=t.batch_size,
+                   accum_steps=accum_steps, fingerprint=fingerprint(config), config=config, device=device,
+                   world_size=world_size, versions=versions(), git_commit=git_commit())
 
     def resume_from(self, previous: "RunRecord") -> None:
         """Carry ``previous``'s progress over, so that a restart that fails loses none of it."""
@@ -140,6 +155,9 @@ class RunRecord:
         self.epochs_done, self.top1, self.top5 = last["epoch"], last["top1"], last["top5"]
         self.val_loss, self.train_loss, self.wall_s = last["val_loss"], last["train_loss"], last["wall_s"]
         self.best_top1, self.best_epoch = best["top1"], best["epoch"]
+        if "ema_top1" in last:
+            self.ema_top1, self.ema_top5 = last["ema_top1"], last["ema_top5"]
+            self.ema_best_top1 = max(r["ema_top1"] for r in history)
         # The median, so that the first epoch's warm-up (cuDNN autotuning, compilation) does not count.
         self.img_per_s = statistics.median(r["img_per_s"] for r in history)
         self.peak_mem_mb = peak_mem_mb
@@ -251,18 +269,22 @@ def write_history(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     atomic_write(Path(run_dir) / HISTORY, dump)
 
 
-def write_val_correct(run_dir: Path, correct: np.ndarray) -> None:
-    """The last evaluated epoch's top-1 correctness of every val image, in data set order, one bit each."""
+def write_val_correct(run_dir: Path, correct: np.ndarray, ema_correct: np.ndarray | None = None) -> None:
+    """The last evaluated epoch's top-1 correctness of every val image, in data set order, one bit each; the EMA
+    model's beside it when the run keeps one."""
+    bits = {"bits": correct} if ema_correct is None else {"bits": correct, "ema_bits": ema_correct}
+
     def dump(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file object: given a name, numpy would append .npz to it
-            np.savez(f, bits=np.packbits(correct.astype(bool)), n=len(correct))
+            np.savez(f, n=len(correct), **{k: np.packbits(v.astype(bool)) for k, v in bits.items()})
     atomic_write(Path(run_dir) / VAL_CORRECT, dump)
 
 
-def read_val_correct(run_dir: Path) -> np.ndarray | None:
-    """The bools ``write_val_correct`` stored, or None when the run has none (older runs) or it is unreadable."""
+def read_val_correct(run_dir: Path, metric: str = "raw") -> np.ndarray | None:
+    """The bools ``write_val_correct`` stored for the ``raw`` or the ``ema`` model, or None when the run has none
+    (older runs, no EMA) or it is unreadable."""
     try:
         with np.load(Path(run_dir) / VAL_CORRECT) as f:
-            return np.unpackbits(f["bits"], count=int(f["n"])).astype(bool)
+            return np.unpackbits(f["ema_bits" if metric == "ema" else "bits"], count=int(f["n"])).astype(bool)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None

@@ -6,6 +6,7 @@ checkpoint. A non-finite loss ends the run as ``diverged``; Ctrl-C and SIGTERM a
 (the last epoch's checkpoint is kept); any other error as ``failed`` with error.txt. The last two
 are re-raised for the caller to decide.
 """
+import itertools
 import logging
 import math
 import os
@@ -17,7 +18,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,14 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
-from timm.utils import accuracy
+from timm.utils import ModelEmaV3, accuracy
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ablate.run.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from ablate.config import check_config
+from ablate.config.checks import accumulation_steps
 from ablate.data import build_data
 from ablate.config.design import free_overrides, name_run
 from ablate.run.distributed import Dist, all_reduce_sum, broadcast, gather_strided, init_distributed, pick_device
@@ -69,7 +71,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: st
     d = init_distributed(device)
     run_dir = Path(broadcast(str(run_dir), d))  # under torchrun each rank's Hydra picks its own dir
     record = RunRecord.start(cfg, asdict(name_run(cfg)), overrides, free_overrides(overrides), sweep,
-                             _device_name(device), d.world_size)
+                             _device_name(device), d.world_size, accumulation_steps(cfg.train, d.world_size))
     with _claim_for_all_ranks(run_dir, record, d) as previous:
         if previous is not None and cfg.train.resume:
             if previous.status == "completed":
@@ -198,11 +200,14 @@ class Trainer:
     val_loader: Batches
     amp: torch.autocast
     epochs: int  # cool-down included
+    accum_steps: int  # micro-batches per optimiser step
+    ema: ModelEmaV3 | None  # train.ema_decay's EMA of the weights
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self.train_loader)
+        """Optimiser steps; micro-batches that cannot fill the epoch's last step are left out."""
+        return len(self.train_loader) // self.accum_steps
 
 
 def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> Trainer:
@@ -225,22 +230,26 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     model.to(device)
     if device.type == "cuda" and t.channels_last:
         model.to(memory_format=torch.channels_last)
-    lr = t.lr if t.lr is not None else t.lr_per_1024 * t.batch_size * d.world_size / 1024
+    lr = t.lr if t.lr is not None else t.lr_per_1024 * record.global_batch / 1024
     optimizer = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=t.weight_decay, fused=t.fused_optimizer)
     train_loader, val_loader = build_loaders(cfg, data, d, device)
+    steps = len(train_loader) // record.accum_steps  # optimiser steps per epoch
     scheduler, epochs = create_scheduler_v2(
         optimizer, "cosine", num_epochs=t.epochs, warmup_epochs=t.warmup_epochs, warmup_lr=t.warmup_lr,
-        min_lr=t.min_lr, cooldown_epochs=t.cooldown_epochs, step_on_epochs=False, updates_per_epoch=len(train_loader))
+        min_lr=t.min_lr, cooldown_epochs=t.cooldown_epochs, step_on_epochs=False, updates_per_epoch=steps)
     mixup = (Mixup(mixup_alpha=t.mixup, cutmix_alpha=t.cutmix, switch_prob=t.mixup_switch_prob,
                    label_smoothing=t.label_smoothing, num_classes=data.num_classes)
              if t.mixup > 0 or t.cutmix > 0 else None)
     criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+    ema = ModelEmaV3(model, decay=t.ema_decay) if t.ema_decay is not None else None
     history = []
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if ema is not None:
+            ema.module.load_state_dict(ckpt["ema"])
         history = ckpt["history"]
-        scheduler.step_update(len(history) * len(train_loader))
+        scheduler.step_update(len(history) * steps)
         log.info("resuming %s from epoch %d", run_dir, len(history))
     net = model
     if d.world_size > 1:
@@ -251,37 +260,48 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
     torch.backends.cudnn.benchmark = t.cudnn_benchmark  # shapes are fixed, so the autotuned choice pays
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp and device.type == "cuda")
     return Trainer(cfg, device, d, model, net, optimizer, scheduler, criterion, mixup, train_loader, val_loader,
-                   amp, epochs, history)
+                   amp, epochs, record.accum_steps, ema, history)
 
 
 def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
     """One pass over this rank's shard; the mean loss and the images per second over all ranks.
 
+    Each optimiser step accumulates ``accum_steps`` micro-batches per rank, each loss scaled by 1/accum_steps,
+    so that a step's gradient is the mean over the global batch whatever the split into ranks and micro-batches.
     The loss is summed on the device and read every ``train.check_every`` steps and at the end: the only
     host syncs, so the GPU is never idle waiting for Python. A non-finite loss is caught there.
     """
-    t, device = tr.cfg.train, tr.device
+    t, device, accum = tr.cfg.train, tr.device, tr.accum_steps
     tr.train_loader.sampler.set_epoch(epoch)
     _seed(tr.cfg.seed, epoch, tr.d.rank)
     tic = time.perf_counter()
     seen, loss_sum, window, first = 0, 0.0, torch.zeros((), device=device), 0
     tr.net.train()
-    bar = tqdm(tr.train_loader, desc=f"epoch {epoch + 1}/{tr.epochs}", leave=False, disable=not tr.d.is_main or None)
-    for step, (x, y) in enumerate(bar):
+    tr.optimizer.zero_grad(set_to_none=True)
+    batches = itertools.islice(tr.train_loader, tr.steps_per_epoch * accum)
+    bar = tqdm(batches, total=tr.steps_per_epoch * accum, desc=f"epoch {epoch + 1}/{tr.epochs}", leave=False,
+               disable=not tr.d.is_main or None)
+    for micro, (x, y) in enumerate(bar):
+        step, last = micro // accum, (micro + 1) % accum == 0
         x, y = _to(x, device, t.channels_last), y.to(device, non_blocking=True)
         target = y
         if tr.mixup:
             x, target = tr.mixup(x, y)
-        with tr.amp:
-            loss = tr.criterion(tr.net(x), target)
-        tr.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with _grad_sync(tr.net, last):
+            with tr.amp:
+                loss = tr.criterion(tr.net(x), target)
+            (loss / accum).backward()
+        seen += len(x)
+        window.add_(loss.detach(), alpha=len(x))
+        if not last:
+            continue
         if t.grad_clip:
             nn.utils.clip_grad_norm_(tr.model.parameters(), t.grad_clip)
         tr.optimizer.step()
+        tr.optimizer.zero_grad(set_to_none=True)
         tr.scheduler.step_update(epoch * tr.steps_per_epoch + step + 1)
-        seen += len(x)
-        window.add_(loss.detach(), alpha=len(x))
+        if tr.ema is not None:
+            tr.ema.update(tr.model)
         if (step + 1) % t.check_every == 0 or step + 1 == tr.steps_per_epoch:
             total = window.item()
             if not math.isfinite(total):
@@ -295,6 +315,11 @@ def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
         torch.cuda.synchronize(device)
     return {"lr": tr.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / seen,
             "img_per_s": seen / (time.perf_counter() - tic)}
+
+
+def _grad_sync(net: nn.Module, sync: bool) -> AbstractContextManager:
+    """DDP all-reduces gradients in every backward; within an accumulation only the last one needs it."""
+    return nullcontext() if sync or not hasattr(net, "no_sync") else net.no_sync()
 
 
 @torch.no_grad()
@@ -336,7 +361,7 @@ def fit(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device,
         for epoch in range(start, tr.epochs):
             tic = time.perf_counter()
             row = {"epoch": epoch + 1, **train_one_epoch(tr, epoch)}
-            metrics, correct = evaluate(tr.model, tr.val_loader, device, d, tr.amp, cfg.train.channels_last)
+            metrics, correct = _evaluate_models(tr)
             row.update(metrics)
             row.update(epoch_s=time.perf_counter() - tic, wall_s=time.perf_counter() - wall_start)
             tr.history.append(row)
@@ -346,16 +371,28 @@ def fit(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device,
             tracker.log(row)
             if d.is_main:
                 write_history(run_dir, tr.history)
+                ema = {"ema": tr.ema.module.state_dict()} if tr.ema is not None else {}
                 save_checkpoint(run_dir / CHECKPOINT, {"model": tr.model.state_dict(),
                                                        "optimizer": tr.optimizer.state_dict(), "epoch": epoch + 1,
-                                                       "history": tr.history, "config": record.config})
-                write_val_correct(run_dir, correct.numpy())
+                                                       "history": tr.history, "config": record.config, **ema})
+                write_val_correct(run_dir, *correct)
                 write_record(run_dir, record)
         if start == tr.epochs:  # a finished run whose record was lost: its final model, evaluated again
-            _, correct = evaluate(tr.model, tr.val_loader, device, d, tr.amp, cfg.train.channels_last)
+            _, correct = _evaluate_models(tr)
             if d.is_main:
-                write_val_correct(run_dir, correct.numpy())
+                write_val_correct(run_dir, *correct)
         record.status = "completed"
+
+
+def _evaluate_models(tr: Trainer) -> tuple[dict[str, float], list[np.ndarray]]:
+    """``evaluate`` the model, and its EMA when kept (metrics prefixed ``ema_``); their per-image correctness."""
+    models = {"": tr.model} if tr.ema is None else {"": tr.model, "ema_": tr.ema.module}
+    metrics, correct = {}, []
+    for prefix, model in models.items():
+        values, hits = evaluate(model, tr.val_loader, tr.device, tr.d, tr.amp, tr.cfg.train.channels_last)
+        metrics.update({prefix + k: v for k, v in values.items()})
+        correct.append(hits.numpy())
+    return metrics, correct
 
 
 def _seed(seed: int, epoch: int, rank: int) -> None:
