@@ -89,8 +89,8 @@ def _blend(degenerate: Tensor, x: Tensor, factor: Tensor) -> Tensor:
 
 def _grey(x: Tensor) -> Tensor:
     """PIL's RGB → L conversion (ITU-R 601-2 luma in 16-bit fixed point), N1HW."""
-    r, g, b = x.double().unbind(1)
-    return ((r * 19595 + g * 38470 + b * 7471 + 32768) / 65536).floor().float()[:, None]
+    r, g, b = x.unbind(1)  # float32 holds every partial sum exactly: all stay below 2**24
+    return ((r * 19595 + g * 38470 + b * 7471 + 32768) / 65536).floor_()[:, None]
 
 
 def auto_contrast(x: Tensor, _: Tensor) -> Tensor:
@@ -145,10 +145,9 @@ def brightness(x: Tensor, factor: Tensor) -> Tensor:
 
 def sharpness(x: Tensor, factor: Tensor) -> Tensor:
     """Blend with PIL's SMOOTH filter (3×3, centre 5, the rest 1, over 13; rounded), which leaves the border as is."""
-    kernel = torch.ones(3, 1, 3, 3, device=x.device)
-    kernel[:, :, 1, 1] = 5
     smooth = x.clone()
-    smooth[:, :, 1:-1, 1:-1] = (F.conv2d(x, kernel / 13, groups=3) + 0.5).floor_()
+    window = F.avg_pool2d(x, 3, stride=1) * 9 + 4 * x[:, :, 1:-1, 1:-1]  # the 3×3 sum plus 4 more of the centre
+    smooth[:, :, 1:-1, 1:-1] = (window / 13 + 0.5).floor_()
     return _blend(smooth, x, factor)
 
 
@@ -300,10 +299,10 @@ class BatchRandAugment:
 # --- the recipe ---------------------------------------------------------------------------------------------------
 
 def normalise(x: Tensor) -> Tensor:
-    """0-255 → ImageNet mean/std, in place."""
-    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1) * 255
-    return x.sub_(mean).div_(std)
+    """0-255 → ImageNet mean/std."""
+    scale = 1 / (torch.tensor(STD, device=x.device).view(1, 3, 1, 1) * 255)
+    shift = -torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1) / torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    return torch.addcmul(shift, x, scale)  # one pass over the batch
 
 
 def to_normalised(pixels: Tensor) -> Tensor:
