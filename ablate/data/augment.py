@@ -146,8 +146,9 @@ def brightness(x: Tensor, factor: Tensor) -> Tensor:
 def sharpness(x: Tensor, factor: Tensor) -> Tensor:
     """Blend with PIL's SMOOTH filter (3×3, centre 5, the rest 1, over 13; rounded), which leaves the border as is."""
     smooth = x.clone()
-    window = F.avg_pool2d(x, 3, stride=1) * 9 + 4 * x[:, :, 1:-1, 1:-1]  # the 3×3 sum plus 4 more of the centre
-    smooth[:, :, 1:-1, 1:-1] = (window / 13 + 0.5).floor_()
+    rows = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]
+    window = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:] + 4 * x[:, :, 1:-1, 1:-1]  # 3×3 sum + 4 × centre
+    smooth[:, :, 1:-1, 1:-1] = window.div_(13).add_(0.5).floor_()
     return _blend(smooth, x, factor)
 
 
@@ -155,12 +156,12 @@ def _warp(x: Tensor, matrix: Tensor, fill: Tensor) -> Tensor:
     """PIL's affine transform: output pixel centre → input point by ``matrix`` (N×2×3, pixels); bilinear inside the
     image (edges clamped), ``fill`` where the point falls outside it."""
     n, _, h, w = x.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=x.device) + 0.5, torch.arange(w, device=x.device) + 0.5,
-                            indexing="ij")
-    out = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, h * w, 3) @ matrix.transpose(1, 2)
-    out = out.view(n, h, w, 2)
-    inside = ((out[..., 0] >= 0) & (out[..., 0] < w) & (out[..., 1] >= 0) & (out[..., 1] < h))[:, None]
-    grid = out * torch.tensor([2 / w, 2 / h], device=x.device) - 1
+    xs = (torch.arange(w, device=x.device) + 0.5).view(1, 1, w)
+    ys = (torch.arange(h, device=x.device) + 0.5).view(1, h, 1)
+    a, b, c, d, e, f = matrix.view(n, 6, 1, 1).unbind(1)
+    u, v = a * xs + b * ys + c, d * xs + e * ys + f
+    inside = ((u >= 0) & (u < w) & (v >= 0) & (v < h))[:, None]
+    grid = torch.stack([u * (2 / w) - 1, v * (2 / h) - 1], -1)
     warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return torch.where(inside, warped.round_(), fill.view(1, 3, 1, 1))
 
@@ -321,6 +322,9 @@ class TrainRecipe:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "TrainRecipe":
         t = cfg.train
+        if t.color_jitter and not t.randaug:  # timm drops colour jitter when RandAugment is on, as the paper did
+            raise ConfigError(f"train.color_jitter={t.color_jitter} without train.randaug: colour jitter is not "
+                              "part of data.loader=batched; set train.color_jitter=0 or read a tree with torch/dali")
         randaug = BatchRandAugment.from_spec(t.randaug, cfg.data.img_size) if t.randaug else None
         return cls(cfg.data.img_size, randaug, t.reprob)
 

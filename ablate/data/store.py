@@ -207,7 +207,8 @@ def checksum(out: Path) -> str:
 
 
 def gib(n: float) -> str:
-    return f"{n / 2**30:,.1f} GiB"
+    """A size in GiB, or MiB below one GiB."""
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
