@@ -128,16 +128,16 @@ def test_crop_matches_pils_resize_of_the_box(images):
 
 def test_recipe_is_seeded_and_normalised():
     cfg = compose(["train=paper", "data.img_size=32"])
-    recipe = TrainRecipe.from_config(cfg)
+    recipe = TrainRecipe.from_config(cfg, torch.tensor([20, 30, 0]).expand(16, 3))
     pixels = torch.randint(0, 256, (16, 20, 30, 3), dtype=torch.uint8)
-    batch = [pixels, torch.tensor([20, 30, 0]).expand(16, 3), torch.arange(16)]
-    x, y = recipe(batch, torch.Generator().manual_seed(3))
-    again, _ = recipe(batch, torch.Generator().manual_seed(3))
-    other, _ = recipe(batch, torch.Generator().manual_seed(4))
+    batch, index = [pixels, torch.arange(16)], torch.arange(16)
+    x, y = recipe(batch, index, torch.Generator().manual_seed(3))
+    again, _ = recipe(batch, index, torch.Generator().manual_seed(3))
+    other, _ = recipe(batch, index, torch.Generator().manual_seed(4))
     assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 and torch.equal(y, torch.arange(16))
     assert torch.equal(x, again) and not torch.equal(x, other)
-    plain = TrainRecipe(recipe.img_size, recipe.randaug, reprob=0.0)
-    x, _ = plain(batch, torch.Generator().manual_seed(3))
+    plain = TrainRecipe(recipe.img_size, recipe.randaug, 0.0, recipe.meta)
+    x, _ = plain(batch, index, torch.Generator().manual_seed(3))
     grey = x * torch.tensor(STD).view(1, 3, 1, 1) * 255 + torch.tensor(MEAN).view(1, 3, 1, 1) * 255
     assert grey.min() > -1e-3 and grey.max() < 255 + 1e-3 and (grey - grey.round()).abs().max() < 1e-3
 
@@ -147,10 +147,9 @@ def test_cuda_recipe_is_the_cpu_recipe():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     cfg = compose(["train=paper", "data.img_size=32", "train.reprob=0"])  # erasing's noise is drawn on the device
-    recipe = TrainRecipe.from_config(cfg)
-    pixels = torch.randint(0, 256, (64, 36, 48, 3), dtype=torch.uint8)
-    meta = torch.tensor([36, 48, 0]).expand(64, 3)
-    cpu, _ = recipe([pixels, meta, torch.arange(64)], torch.Generator().manual_seed(0))
-    cuda, _ = recipe([pixels.cuda(), meta.cuda(), torch.arange(64).cuda()], torch.Generator().manual_seed(0))
+    recipe = TrainRecipe.from_config(cfg, torch.tensor([36, 48, 0]).expand(64, 3))
+    pixels, index = torch.randint(0, 256, (64, 36, 48, 3), dtype=torch.uint8), torch.arange(64)
+    cpu, _ = recipe([pixels, index], index, torch.Generator().manual_seed(0))
+    cuda, _ = recipe([pixels.cuda(), index.cuda()], index, torch.Generator().manual_seed(0))
     # The same draws; the device's arithmetic may round a few samples the other way.
     assert (cuda.cpu() - cpu).abs().max() * 255 * 0.229 <= 1.01 and (cuda.cpu() != cpu).float().mean() < 0.01

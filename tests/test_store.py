@@ -46,7 +46,7 @@ def test_store_holds_the_images_pixels_exactly(tree, tmp_path):
     assert manifest["checksum"] == checksum(out) and manifest["layout"]["long_side"] == 43
     cfg = compose(["data=folder", f"data.root={out}", "data.img_size=32", "model.crop_pct=0.875", "train=paper"])
     data = build_data(cfg)
-    pixels, meta, labels = data.train.tensors
+    (pixels, labels), meta = data.train.tensors, data.train.transform.meta
     assert pixels.shape == (7, 32, 43, 3) and labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
     files = sorted((tree / "train").rglob("*.JPEG"))  # the scan's order: class, then name
     for i, path in enumerate(files):

@@ -63,7 +63,7 @@ def resized_crops(pixels: Tensor, meta: Tensor, boxes: Tensor, flip: Tensor, siz
     box's padding, as PIL clamps at an image's edge.
     """
     device, n = pixels.device, len(pixels)
-    meta, boxes = meta.to(device), boxes.to(device, torch.float32)
+    meta, boxes = meta.to(device, non_blocking=True), boxes.to(device, torch.float32, non_blocking=True)
     h, w, transposed = meta[:, 0:1].float(), meta[:, 1:2].float(), meta[:, 2:3].bool()
     step = (torch.arange(size, device=device) + 0.5) / size
     top, left, ch, cw = boxes.unbind(1)
@@ -313,24 +313,30 @@ def to_normalised(pixels: Tensor) -> Tensor:
 
 @dataclass
 class TrainRecipe:
-    """The paper's train transform for batches from a pixel store: ``(pixels, meta, labels), generator → (x, y)``."""
+    """The paper's train transform for batches of stored pixels: ``[pixels, labels], index, generator → (x, y)``.
+
+    ``meta`` (N×3: true height, width, transposed) stays on the CPU, where the crops are drawn: reading it from the
+    device would make the host wait for the GPU every batch.
+    """
 
     img_size: int
     randaug: BatchRandAugment | None
     reprob: float
+    meta: Tensor
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> "TrainRecipe":
+    def from_config(cls, cfg: DictConfig, meta: Tensor) -> "TrainRecipe":
         t = cfg.train
         if t.color_jitter and not t.randaug:  # timm drops colour jitter when RandAugment is on, as the paper did
             raise ConfigError(f"train.color_jitter={t.color_jitter} without train.randaug: colour jitter is not "
                               "part of data.loader=batched; set train.color_jitter=0 or read a tree with torch/dali")
         randaug = BatchRandAugment.from_spec(t.randaug, cfg.data.img_size) if t.randaug else None
-        return cls(cfg.data.img_size, randaug, t.reprob)
+        return cls(cfg.data.img_size, randaug, t.reprob, meta.cpu())
 
-    def __call__(self, batch: list[Tensor], g: torch.Generator) -> tuple[Tensor, Tensor]:
-        pixels, meta, labels = batch
-        boxes = crop_boxes(meta[:, :2].cpu(), g)
+    def __call__(self, batch: list[Tensor], index: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        pixels, labels = batch
+        meta = self.meta[index]
+        boxes = crop_boxes(meta[:, :2], g)
         flip = torch.rand(len(pixels), generator=g) < HFLIP
         x = resized_crops(pixels, meta, boxes, flip, self.img_size)
         if self.randaug:

@@ -28,7 +28,7 @@ class TensorBatches:
     memory stay in host memory (a store: memory-mapped); each batch is gathered into pinned memory and copied over on
 a side stream while the one before is used.
 
-    ``transform(batch, generator) → (x, y)`` (a PixelSplit's: the paper's recipe on uint8 pixels, ablate/data/
+    ``transform(batch, index, generator) → (x, y)`` (a PixelSplit's: the paper's recipe on uint8 pixels, ablate/data/
     augment.py) draws from a generator seeded by the sampler's (seed, epoch, rank), so a resumed run sees the same
     batches and each rank its own; without one the batch is the tensors as they are (digits, Fashion-MNIST).
     """
@@ -50,16 +50,17 @@ a side stream while the one before is used.
         s = self.sampler
         g = torch.Generator().manual_seed(epoch_seed(getattr(s, "seed", 0), getattr(s, "epoch", 0),
                                                      getattr(s, "rank", 0)))
-        for batch in self._gathered(torch.as_tensor(list(s))):
-            yield self.transform(batch, g) if self.transform else tuple(batch)
+        for index, batch in self._gathered(torch.as_tensor(list(s))):
+            yield self.transform(batch, index, g) if self.transform else tuple(batch)
 
-    def _gathered(self, order: torch.Tensor) -> Iterator[list[torch.Tensor]]:
-        """Each batch's tensors on the device; from pinned host memory, one batch ahead on a side stream."""
+    def _gathered(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """Each batch's index (CPU) and tensors on the device; from pinned host memory, one batch ahead on a side
+        stream."""
         indices = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
         if self.home == self.device:
             for index in indices:
-                index = index.to(self.home)
-                yield [t[index] for t in self.tensors]
+                at = index.to(self.home)
+                yield index, [t[at] for t in self.tensors]
             return
         stream = torch.cuda.Stream(self.device)
 
@@ -76,7 +77,7 @@ a side stream while the one before is used.
                 t.record_stream(torch.cuda.current_stream(self.device))
             if i + 1 < len(indices):
                 ahead = copy(indices[i + 1])
-            yield batch
+            yield indices[i], batch
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:

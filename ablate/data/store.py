@@ -215,7 +215,8 @@ def gib(n: float) -> str:
 
 class PixelSplit:
     """One split as tensors of the same length (pixels NHWC uint8 first, labels last), gathered a batch at a time by
-    ``TensorBatches`` and turned into the model's input by ``transform(batch, generator) → (x, y)``."""
+    ``TensorBatches`` and turned into the model's input by ``transform(batch, index, generator) → (x, y)``, where
+    ``index`` (CPU) says which images the batch holds."""
 
     def __init__(self, tensors: tuple[Tensor, ...], transform: Callable) -> None:
         self.tensors, self.transform = tensors, transform
@@ -258,11 +259,12 @@ def store_bundle(cfg: DictConfig, root: Path, classes: list[str] | None, expect_
     train, val = (open_split(root, split, manifest) for split in SPLITS)
     info = {"root": str(root), "num_classes": len(stored), "train_images": len(train[0]),
             "val_images": len(val[0]), "store": {k: manifest[k] for k in ("checksum", "bytes", "source")}}
-    return DataBundle(PixelSplit(train, TrainRecipe.from_config(cfg)), PixelSplit((val[0], val[2]), eval_batch),
-                      len(stored), info)
+    (pixels, meta, labels), (ready, _, val_labels) = train, val
+    return DataBundle(PixelSplit((pixels, labels), TrainRecipe.from_config(cfg, meta)),
+                      PixelSplit((ready, val_labels), eval_batch), len(stored), info)
 
 
-def eval_batch(batch: list[Tensor], _: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def eval_batch(batch: list[Tensor], *_) -> tuple[Tensor, Tensor]:
     """Ready val pixels → the model's input: only normalisation is left."""
     from ablate.data.augment import to_normalised
     pixels, labels = batch
@@ -280,7 +282,7 @@ def in_memory_pixels(cfg: DictConfig, train: tuple[Tensor, Tensor], val: tuple[T
     meta = torch.tensor([h, w, 0], dtype=torch.int32).expand(n, 3)
     prepare = eval_pil(cfg.data.img_size, cfg.model.crop_pct)
     ready = torch.from_numpy(np.stack([np.asarray(prepare(Image.fromarray(img.numpy()))) for img in rgb[1]]))
-    return PixelSplit((rgb[0], meta, train_y), TrainRecipe.from_config(cfg)), PixelSplit((ready, val_y), eval_batch)
+    return PixelSplit((rgb[0], train_y), TrainRecipe.from_config(cfg, meta)), PixelSplit((ready, val_y), eval_batch)
 
 
 def to_device(t: Tensor, device: torch.device) -> Tensor:
