@@ -287,7 +287,8 @@ class BatchRandAugment:
             for i, name in enumerate(self.names):
                 index = (ops[:, layer] == i).nonzero().squeeze(1)  # on the CPU: no device sync
                 if len(index):
-                    x[index.to(x.device)] = self.apply(name, x[index.to(x.device)], args[index, layer])
+                    at = index.to(x.device, non_blocking=True)
+                    x[at] = self.apply(name, x[at], args[index, layer])
         return x
 
     def apply(self, name: str, x: Tensor, arg: Tensor) -> Tensor:

@@ -156,7 +156,8 @@ def write_store(src: Path, out: Path, short_side: int = 256, long_side: int | No
     progress = out / ".settings.json"  # an unfinished store's settings: a rerun must match them to resume
     if progress.exists() and json.loads(progress.read_text()) != settings:
         raise ConfigError(f"--out {out} holds an unfinished store with other settings; remove it or match them")
-    have = sum((out / f"{split}.u8").stat().st_size for split in SPLITS if (out / f"{split}.u8").exists())
+    # Blocks already allocated: the arrays are sparse files until written.
+    have = sum((out / f"{split}.u8").stat().st_blocks * 512 for split in SPLITS if (out / f"{split}.u8").exists())
     free = shutil.disk_usage(out).free
     if free < layout.total - have:
         raise ConfigError(f"--out {out}: the store needs {gib(layout.total - have)} more, the disk has {gib(free)} free")
