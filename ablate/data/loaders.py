@@ -26,7 +26,7 @@ class TensorBatches:
     No per-image collate and no workers: on a GPU this is what keeps data from being loader-bound (airbench's
     trick). Same sampler and batch boundaries as a DataLoader would use. Tensors larger than half the GPU's free
     memory stay in host memory (a store: memory-mapped); each batch is gathered into pinned memory and copied over on
-a side stream while the one before is used.
+    a side stream while the one before is used.
 
     ``transform(batch, index, generator) → (x, y)`` (a PixelSplit's: the paper's recipe on uint8 pixels, ablate/data/
     augment.py) draws from a generator seeded by the sampler's (seed, epoch, rank), so a resumed run sees the same
