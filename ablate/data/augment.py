@@ -288,7 +288,7 @@ class BatchRandAugment:
                 index = (ops[:, layer] == i).nonzero().squeeze(1)  # on the CPU: no device sync
                 if len(index):
                     at = index.to(x.device, non_blocking=True)
-                    x[at] = self.apply(name, x[at], args[index, layer])
+                    x.index_copy_(0, at, self.apply(name, x.index_select(0, at), args[index, layer]))
         return x
 
     def apply(self, name: str, x: Tensor, arg: Tensor) -> Tensor:

@@ -94,6 +94,4 @@ def erase_batch(x: torch.Tensor, prob: float, tries: int = 10, generator: torch.
     top, left, eh, ew = (v[index][:, None, None] for v in (top, left, eh, ew))
     inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
     noise = torch.randn((len(index), *x.shape[1:]), device=device, generator=g, dtype=x.dtype)
-    x = x.clone()
-    x[index] = torch.where(inside[:, None], noise, x[index])
-    return x
+    return x.index_copy(0, index, torch.where(inside[:, None], noise, x.index_select(0, index)))
