@@ -29,6 +29,7 @@ from ablate.data.store import CHUNK, Layout, gib, plan_store, write_store
 from ablate.errors import ConfigError
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
+LISTED = 200  # bytes of host memory per listed image: its path and label in Python, its size and label arrays
 
 
 def target(src: Path, out: Path, split: str, path: str) -> Path:
@@ -182,8 +183,8 @@ def store_size(layout: Layout, workers: int, verbose: bool) -> str:
         image = layout.short_side * layout.long_side * 3
         lines += [
             f"writing it: peak host RSS about {workers} workers × (one decoded image, a few MiB) + "
-            f"{gib(24 * (layout.train_images + layout.val_images))} of labels and sizes; the arrays are written "
-            "through the page cache",
+            f"{gib(LISTED * (layout.train_images + layout.val_images))} for the file list, sizes and labels (about "
+            f"{LISTED} bytes per image); the arrays are written through the page cache",
             f"training on CUDA, store in GPU memory (when free GPU memory > 2 × {gib(total)}): {gib(total)} of GPU "
             f"memory; host RSS: one {gib(CHUNK)} copy chunk beyond the mapped file's pages",
             f"otherwise, and on the CPU: the file is memory-mapped (read through the page cache: {gib(total)} of RAM "
