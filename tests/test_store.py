@@ -52,7 +52,7 @@ def test_store_holds_the_images_pixels_exactly(tree, tmp_path):
     for i, path in enumerate(files):
         expected, h, w, transposed = train_pixels(Image.open(path), 32, 43)
         assert meta[i].tolist() == [h, w, int(transposed)]
-        assert torch.equal(pixels[i, :expected.shape[0], :expected.shape[1]], torch.from_numpy(expected))
+        assert torch.equal(pixels[i, :expected.shape[0], :expected.shape[1]], torch.from_numpy(expected.copy()))
     assert meta[files.index(tree / "train/c1/tall.JPEG")].tolist() == [43, 32, 1]  # portrait: stored transposed
     # Val: timm's eval transform, exactly.
     timm_eval = create_transform(32, is_training=False, crop_pct=0.875, interpolation="bicubic")
