@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     tic = time.perf_counter()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()  # at the start: the code that runs
     top1: dict[str, list[float]] = {"torch": [], "batched": []}
     with tempfile.TemporaryDirectory() as tmp:
         tree = write_tree(Path(tmp) / "tree", args.train, args.val)
@@ -76,8 +78,6 @@ def main() -> None:
                 assert record.status == "completed" and record.data_info["loader"] == loader, record.error
                 top1[loader].append(record.top1)
                 print(f"seed {seed} {loader}: {record.top1:.2f}", file=sys.stderr, flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
     mean = {k: statistics.mean(v) for k, v in top1.items()}
     std = {k: statistics.stdev(v) for k, v in top1.items()}
     lines = [
