@@ -5,7 +5,8 @@
 
 Generates a tree of ImageNet-like JPEGs (500×375, quality 90, ~100 KB) in a temporary folder, and a copy of it
 prepared with ``python -m ablate.data.prepare`` (shorter side 320), then measures, each over a warm epoch:
-loader-only img/s of the torch DataLoader (PIL/timm) and of DALI on the CPU and, with CUDA, on the GPU; the model
+loader-only img/s of the torch DataLoader (PIL/timm) and of DALI on the CPU and, with CUDA, on the GPU, and of the
+batched path (``data.loader=batched``) on a pixel store of the same images (prepare --format pixels); the model
 alone (random batches, as benchmarks/throughput.py); and end to end, ``ablate.train.run`` with ``train=paper`` and
 each loader (the trainer's own img/s of its last epoch). It prints the fraction of time the GPU waits for data
 (1 - end to end / model only) and the GPU-hours a Table 5 sweep on ImageNet-100 would take at each speed.
@@ -28,13 +29,19 @@ from ablate.config.checks import dali_installed
 from ablate.data import build_data
 from ablate.data.fake import write_jpeg_tree
 from ablate.data.prepare import prepare
+from ablate.data.store import write_store
 from ablate.run.distributed import Dist, pick_device
 from ablate.data.loaders import build_loaders
 from ablate.run.train import run
-from throughput import make_step, sync
 
 TABLE5_IMAGES = 18 * 100 * 126_689  # rows × epochs (train=imagenet100) × ImageNet-100's training images
 CLASSES = 10
+
+
+def sync(device: torch.device) -> None:
+    # Here until benchmarks/throughput.py, which has it, imports again (issue 15).
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def config(root: Path, args: argparse.Namespace, loader: str, *extra: str):
@@ -61,6 +68,7 @@ def loader_only(root: Path, args: argparse.Namespace, loader: str, device: torch
 
 def model_only(args: argparse.Namespace, device: torch.device) -> float:
     """img/s of training steps on one random batch held on the device: the ceiling for end to end."""
+    from throughput import make_step  # throughput.py does not import at this commit: the case reports its failure
     step, _ = make_step(["+sweep/table5=baseline"], args, device, amp=device.type == "cuda", channels_last=False)
     for _ in range(3):
         step()
@@ -114,6 +122,17 @@ def make_trees(tmp: Path, args: argparse.Namespace) -> list[tuple[str, Path]]:
     return [("", original), (", prepared copy", prepared)]
 
 
+def make_store(tmp: Path, original: Path, args: argparse.Namespace) -> Path:
+    """The generated tree as a pixel store (shorter side 256, as prepare --format pixels writes by default)."""
+    tic = time.perf_counter()
+    crop_pct = compose([f"model={args.model}"]).model.crop_pct
+    store = write_store(original, tmp / "store", 256, img_size=args.img_size, crop_pct=crop_pct,
+                        workers=os.cpu_count())
+    assert not store["errors"], store["errors"]
+    print(f"  and its pixel store (256×341 box), made in {time.perf_counter() - tic:.0f} s", file=sys.stderr)
+    return tmp / "store"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=8192, help="generated training images (val: a tenth)")
@@ -130,17 +149,20 @@ def main() -> None:
     cuda, dali = device.type == "cuda", dali_installed()
     with tempfile.TemporaryDirectory() as tmp:
         trees = make_trees(Path(tmp), args)
+        store = make_store(Path(tmp), trees[0][1], args)
         loaders = [("torch DataLoader", "torch", device)]
         if dali:
             loaders += [("dali on the CPU", "dali", torch.device("cpu"))]
             loaders += [("dali on the GPU", "dali", device)] if cuda else []
         cases = [(f"loader only: {name}{label}", partial(loader_only, tree, args, loader, on))
                  for name, loader, on in loaders for label, tree in trees]
+        cases += [("loader only: batched, pixel store", partial(loader_only, store, args, "batched", device))]
         if not args.loaders_only:
             cases += [("model only", partial(model_only, args, device))]
             cases += [(f"end to end: {name}{label}", partial(end_to_end, tree, args, loader, device))
                       for name, loader in (("torch DataLoader", "torch"), ("dali", "dali"))[:1 + dali]
                       for label, tree in trees]
+            cases += [("end to end: batched, pixel store", partial(end_to_end, store, args, "batched", device))]
         results = measure(cases)
     report(results, args, device)
 

@@ -29,7 +29,7 @@ def test_tensor_batches_equal_a_dataloaders():
 
 def test_loader_choice_is_checked_before_training(image_tree, monkeypatch):
     root = image_tree()
-    with pytest.raises(ConfigError, match="data.loader='fast' is not one of: auto, dali, torch"):
+    with pytest.raises(ConfigError, match="data.loader='fast' is not one of: auto, batched, dali, torch"):
         compose(["data=folder", f"data.root={root}", "data.loader=fast"])
     monkeypatch.setattr(ablate.config.checks, "dali_installed", lambda: False)
     with pytest.raises(ConfigError, match=r"data.loader=dali needs NVIDIA DALI: pip install -e '.\[dali\]'"):

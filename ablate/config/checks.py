@@ -16,7 +16,7 @@ from ablate.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/, linked into the package
 GROUPS = ("model", "mixer", "norm", "act", "data", "train")
-LOADERS = ("auto", "dali", "torch")
+LOADERS = ("auto", "batched", "dali", "torch")
 
 
 def group_options(group: str) -> list[str]:

@@ -2,6 +2,7 @@
 import pkgutil
 from dataclasses import dataclass, field
 from importlib import import_module
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig
@@ -18,6 +19,8 @@ class DataBundle:
     val: Dataset
     num_classes: int
     info: dict[str, Any] = field(default_factory=dict)  # goes into the run record (e.g. skipped files)
+    # In-memory sets: cfg → the same images as uint8 pixel splits (ablate/data/store.py), for data.loader=batched.
+    pixels: Callable[[DictConfig], tuple[Dataset, Dataset]] | None = None
 
 
 def build_data(cfg: DictConfig) -> DataBundle:

@@ -3,8 +3,9 @@
 Debian's ``dataset-fashion-mnist`` package installs them gzipped in /usr/share/datasets/fashion-mnist (the default
 ``data.root``); any folder holding the four files, gzipped or not, works too. Like digits, the whole set stays in
 memory as tensors: upscaled to ``data.img_size``, normalised with the train set's mean/std and shown to the model as
-RGB (a broadcast view of one channel, so it costs no extra memory). The official test set is the val split. There is
-no image augmentation here: ``train.randaug``, ``train.reprob`` and ``train.color_jitter`` act on images, not tensors.
+RGB (a broadcast view of one channel, so it costs no extra memory). The official test set is the val split. With
+``data.loader=batched`` (auto's choice when the recipe augments images) the 28×28 pixels themselves go through the
+paper's recipe, batched on the device (ablate/data/augment.py).
 """
 import gzip
 from math import prod
@@ -18,6 +19,7 @@ from torch.utils.data import TensorDataset
 
 from ablate.data import DATASETS, DataBundle
 from ablate.data.folder import root_dir
+from ablate.data.store import in_memory_pixels
 from ablate.errors import ConfigError
 
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -74,12 +76,15 @@ def fashion_mnist(cfg: DictConfig) -> DataBundle:
     (train_x, train_y), (val_x, val_y) = (load_split(root, split) for split in FILES)
     size = cfg.data.img_size
 
+    def as_pixels(cfg: DictConfig):
+        return in_memory_pixels(cfg, (train_x, train_y), (val_x, val_y))
+
     def prepare(images: torch.Tensor) -> torch.Tensor:
         x = images.unsqueeze(1).float().div_(255)
         return x if x.shape[-1] == size else F.interpolate(x, size=size, mode="bilinear", antialias=True)
 
-    train_x, val_x = prepare(train_x), prepare(val_x)
-    mean, std = train_x.mean(), train_x.std()
-    train_x, val_x = ((x.sub_(mean).div_(std)).expand(-1, 3, -1, -1) for x in (train_x, val_x))
-    return DataBundle(TensorDataset(train_x, train_y), TensorDataset(val_x, val_y), NUM_CLASSES,
-                      {"root": str(root), "train_images": len(train_y), "val_images": len(val_y)})
+    train_t, val_t = prepare(train_x), prepare(val_x)
+    mean, std = train_t.mean(), train_t.std()
+    train_t, val_t = ((x.sub_(mean).div_(std)).expand(-1, 3, -1, -1) for x in (train_t, val_t))
+    return DataBundle(TensorDataset(train_t, train_y), TensorDataset(val_t, val_y), NUM_CLASSES,
+                      {"root": str(root), "train_images": len(train_y), "val_images": len(val_y)}, as_pixels)

@@ -101,6 +101,11 @@ def scan(root: Path, split: str, classes: list[str], where: str) -> list[tuple[s
     return samples
 
 
+def is_store(root: Path) -> bool:
+    """A pixel store (python -m ablate.data.prepare --format pixels) rather than a tree of images."""
+    return (root / "store.json").is_file()
+
+
 def decode_error(path: str) -> str | None:
     """Why ``path`` cannot be decoded, or None when it can."""
     try:
@@ -128,6 +133,9 @@ def image_folder_bundle(cfg: DictConfig, root: Path, classes: list[str] | None =
     and val/ must hold the same ones. ``expect_classes`` checks their number.
     """
     where = f"data.root={cfg.data.root}"
+    if is_store(root):
+        from ablate.data.store import store_bundle  # the store module builds on this one's scan
+        return store_bundle(cfg, root, classes, expect_classes)
     if classes is None:
         classes = class_folders(root, "train", where)
         val_classes = class_folders(root, "val", where)

@@ -19,7 +19,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ablate.data import DATASETS, DataBundle
-from ablate.data.folder import SPLITS, class_folders, image_folder_bundle, preview, root_dir, scan, split_dir
+from ablate.data.folder import (SPLITS, class_folders, image_folder_bundle, is_store, preview, root_dir, scan,
+                                split_dir)
 from ablate.errors import ConfigError
 
 CLASS_LIST = "imagenet100_wnids.txt"
@@ -45,6 +46,10 @@ def imagenet100(cfg: DictConfig) -> DataBundle:
     wnids, md5 = class_list()
     root = root_dir(cfg, LAYOUT)
     where = f"data.root={cfg.data.root}"
+    if is_store(root):  # a store of ImageNet-100: its class list is checked against the wnids
+        bundle = image_folder_bundle(cfg, root, classes=wnids)
+        bundle.info.update(class_list=CLASS_LIST, class_list_md5=md5, source="pixel store")
+        return bundle
     require_classes(root, wnids, where)
     bundle = image_folder_bundle(cfg, root, classes=wnids)
     in_train = len(class_folders(root, "train", where))

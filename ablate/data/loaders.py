@@ -1,4 +1,5 @@
-"""Batches for the training loop: a DataLoader or DALI for image files, on-device gathering for in-memory tensors."""
+"""Batches for the training loop: a DataLoader or DALI for image files; on-device gathering (and the batched recipe)
+for in-memory tensors and pixel stores."""
 import math
 from collections.abc import Iterable, Iterator, Sized
 from typing import Protocol
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorData
 from ablate.config.checks import accumulation_steps, dali_installed
 from ablate.data import DataBundle
 from ablate.data.folder import ImageFolderSplit
+from ablate.data.store import PixelSplit, to_device
 from ablate.run.distributed import Dist
 from ablate.errors import ConfigError
 
@@ -19,20 +21,25 @@ class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
 
 
 class TensorBatches:
-    """An in-memory TensorDataset gathered a batch at a time, on the device when it fits.
+    """In-memory tensors gathered a batch at a time, on the device when they fit; ``transform`` makes each batch.
 
-    No per-image collate and no workers: on a GPU this is what keeps small data sets from being
-    loader-bound (airbench's trick). Same sampler and batch boundaries as a DataLoader would use.
-    A set larger than a quarter of the GPU's free memory stays in host memory and each gathered
-    batch is copied over (e.g. Fashion-MNIST at 224×224 would take 42 GB).
+    No per-image collate and no workers: on a GPU this is what keeps data from being loader-bound (airbench's
+    trick). Same sampler and batch boundaries as a DataLoader would use. Tensors larger than half the GPU's free
+    memory stay in host memory (a store: memory-mapped); each batch is gathered into pinned memory and copied over on
+    a side stream while the one before is used.
+
+    ``transform(batch, index, generator) → (x, y)`` (a PixelSplit's: the paper's recipe on uint8 pixels, ablate/data/
+    augment.py) draws from a generator seeded by the sampler's (seed, epoch, rank), so a resumed run sees the same
+    batches and each rank its own; without one the batch is the tensors as they are (digits, Fashion-MNIST).
     """
 
-    def __init__(self, data: TensorDataset, sampler: Sampler, batch_size: int, drop_last: bool,
+    def __init__(self, data: TensorDataset | PixelSplit, sampler: Sampler, batch_size: int, drop_last: bool,
                  device: torch.device) -> None:
         size = sum(t.numel() * t.element_size() for t in data.tensors)
-        fits = device.type != "cuda" or size < torch.cuda.mem_get_info(device)[0] / 4
-        self.home = device if fits else torch.device("cpu")
-        self.tensors = [t.to(self.home) for t in data.tensors]
+        fits = device.type != "cuda" or size < torch.cuda.mem_get_info(device)[0] / 2
+        self.home, self.device = (device if fits else torch.device("cpu")), device
+        self.tensors = [to_device(t, self.home) for t in data.tensors]
+        self.transform = getattr(data, "transform", None)
         self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
 
     def __len__(self) -> int:
@@ -40,11 +47,42 @@ class TensorBatches:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.as_tensor(list(self.sampler), device=self.home)
-        for i in range(len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            x, y = (t[index] for t in self.tensors)
-            yield x, y  # the loop moves them to the device (a no-op when they live there)
+        s = self.sampler
+        g = torch.Generator().manual_seed(epoch_seed(getattr(s, "seed", 0), getattr(s, "epoch", 0),
+                                                     getattr(s, "rank", 0)))
+        for index, batch in self._gathered(torch.as_tensor(list(s))):
+            yield self.transform(batch, index, g) if self.transform else tuple(batch)
+
+    def _gathered(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """Each batch's index (CPU) and tensors on the device; from pinned host memory, one batch ahead on a side
+        stream."""
+        indices = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
+        if self.home == self.device:
+            for index in indices:
+                at = index.to(self.home)
+                yield index, [t[at] for t in self.tensors]
+            return
+        stream = torch.cuda.Stream(self.device)
+
+        def copy(index: torch.Tensor) -> list[torch.Tensor]:
+            host = [t[index].pin_memory() for t in self.tensors]
+            with torch.cuda.stream(stream):
+                return [h.to(self.device, non_blocking=True) for h in host]
+
+        ahead = copy(indices[0]) if indices else []
+        for i in range(len(indices)):
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            batch = ahead
+            for t in batch:
+                t.record_stream(torch.cuda.current_stream(self.device))
+            if i + 1 < len(indices):
+                ahead = copy(indices[i + 1])
+            yield indices[i], batch
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """One seed per (seed, epoch, rank): what a resumed run and each torchrun rank draw their randomness from."""
+    return seed * 100_003 + epoch * 1_009 + rank
 
 
 def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.device) -> tuple[Batches, Batches]:
@@ -62,7 +100,9 @@ def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.devi
     specs = [(data.train, train_sampler, t.batch_size, True), (data.val, val_sampler, t.batch_size * 2, False)]
     loader = pick_loader(cfg, data, device)
     data.info["loader"] = loader  # data.info is the run record's data_info: auto resolves per machine
-    if loader == "tensors":
+    if loader in ("tensors", "batched"):
+        if loader == "batched" and not isinstance(data.train, PixelSplit):
+            specs = [(split, *spec[1:]) for split, spec in zip(data.pixels(cfg), specs)]
         return tuple(TensorBatches(ds, sampler, bs, drop, device) for ds, sampler, bs, drop in specs)
     if loader == "dali":
         from ablate.data.dali.batches import dali_loaders  # DALI loads only when asked for
@@ -74,14 +114,31 @@ def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.devi
 
 
 def pick_loader(cfg: DictConfig, data: DataBundle, device: torch.device) -> str:
-    """``tensors`` for in-memory sets; for image folders ``data.loader``, with auto → dali on CUDA when installed."""
-    asked = cfg.data.get("loader", "torch")
+    """The loader ``data.loader`` names, with ``auto`` resolved to the fastest one available.
+
+    A pixel store: ``batched``. In-memory sets: ``batched`` when the recipe augments images (train.randaug or
+    train.reprob), else ``tensors`` (gathered as they are). Class-folder trees: ``dali`` on CUDA when installed,
+    else ``torch``.
+    """
+    asked = cfg.data.get("loader", "auto")
+    where = f"data.loader={asked}"
+    store = isinstance(data.train, PixelSplit)
     folders = isinstance(data.train, ImageFolderSplit) and isinstance(data.val, ImageFolderSplit)
+    in_memory = isinstance(data.train, TensorDataset)
+    if store:
+        if asked not in ("auto", "batched"):
+            raise ConfigError(f"{where}: data.root={cfg.data.root} is a pixel store, read by data.loader=batched "
+                              "(or auto); point data.root at a class-folder tree for the other loaders")
+        return "batched"
     if asked == "dali" and not folders:
         raise ConfigError(f"data.loader=dali reads class-folder trees (data=folder, imagenet, imagenet100); "
                           f"data={cfg.data.name} is not one")
-    if isinstance(data.train, TensorDataset) and isinstance(data.val, TensorDataset):
-        return "tensors"
+    if asked == "batched" and data.pixels is None:
+        raise ConfigError(f"{where} reads a pixel store or an in-memory set; make a store of data.root with "
+                          f"python -m ablate.data.prepare --format pixels --src {cfg.data.root} --out DIR")
+    if in_memory:
+        augments = data.pixels is not None and (bool(cfg.train.randaug) or cfg.train.reprob > 0)
+        return "batched" if asked == "batched" or (asked == "auto" and augments) else "tensors"
     if asked == "auto":
         return "dali" if folders and device.type == "cuda" and dali_installed() else "torch"
     return asked

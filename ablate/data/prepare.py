@@ -1,4 +1,5 @@
-"""A faster copy of a class-folder tree: ``python -m ablate.data.prepare --src ROOT --out DIR``.
+"""A faster copy of a class-folder tree: ``python -m ablate.data.prepare --src ROOT --out DIR``; with
+``--format pixels``, a memory-mappable pixel store instead (ablate/data/store.py; ``--dry-run`` sizes it).
 
 Every image under ``ROOT/{train,val}/<class>/`` (listed by the loaders' own scan, so symlinked class folders such as
 the ImageNet-100 builder's are followed) is written to the same place under ``DIR`` as an RGB JPEG whose shorter side
@@ -24,9 +25,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ablate.data.folder import SPLITS, class_folders, preview, scan
+from ablate.data.store import CHUNK, Layout, gib, plan_store, write_store
 from ablate.errors import ConfigError
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
+LISTED = 200  # bytes of host memory per listed image: its path and label in Python, its size and label arrays
 
 
 def target(src: Path, out: Path, split: str, path: str) -> Path:
@@ -103,30 +106,91 @@ def prepare(src: Path, out: Path, short_side: int = 320, quality: int = 90, work
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ablate.data.prepare", description=(
-        "Copy a class-folder tree (train/<class>/*, val/<class>/*) as JPEGs with a bounded shorter side, "
-        "for faster loading; safe to stop and rerun."))
-    parser.add_argument("--src", type=Path, required=True, help="tree holding train/ and val/ (symlinks followed)")
-    parser.add_argument("--out", type=Path, required=True, help="where the copy goes (created if absent)")
-    parser.add_argument("--short-side", type=int, default=320, help="bound on the shorter side in pixels (320)")
+        "Copy a class-folder tree (train/<class>/*, val/<class>/*) as JPEGs with a bounded shorter side "
+        "(--format jpeg), or write it as a memory-mappable uint8 pixel store for data.loader=batched "
+        "(--format pixels); safe to stop and rerun."))
+    parser.add_argument("--src", type=Path, help="tree holding train/ and val/ (symlinks followed)")
+    parser.add_argument("--out", type=Path, help="where the copy or store goes (created if absent)")
+    parser.add_argument("--format", choices=("jpeg", "pixels"), default="jpeg", help="jpeg (default) or pixels")
+    parser.add_argument("--short-side", type=int, default=None,
+                        help="bound on the shorter side in pixels (jpeg: 320, pixels: 256)")
+    parser.add_argument("--long-side", type=int, default=None, help="pixels: bound on the longer side (4/3 × short)")
+    parser.add_argument("--img-size", type=int, default=224, help="pixels: the val crop (data.img_size, 224)")
+    parser.add_argument("--crop-pct", type=float, default=0.9, help="pixels: the val resize (model.crop_pct, 0.9)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (90)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    parser.add_argument("--dry-run", action="store_true", help="pixels: print the store's size and memory; write "
+                        "nothing (without --src, from --train-images and --val-images)")
+    parser.add_argument("--train-images", type=int, help="dry run without --src: training images")
+    parser.add_argument("--val-images", type=int, help="dry run without --src: val images")
     args = parser.parse_args(argv)
-    if args.short_side < 1 or not 1 <= args.quality <= 100:
+    short = args.short_side or (256 if args.format == "pixels" else 320)
+    if short < 1 or not 1 <= args.quality <= 100:
         parser.error("--short-side must be positive and --quality within 1-100")
+    if args.dry_run and args.format != "pixels":
+        parser.error("--dry-run sizes a pixel store: add --format pixels")
+    if not args.dry_run and (args.src is None or args.out is None):
+        parser.error("--src and --out are required")
     try:
-        totals = prepare(args.src, args.out, args.short_side, args.quality, args.workers)
+        if args.format == "pixels":
+            return pixels(args, short)
+        totals = prepare(args.src, args.out, short, args.quality, args.workers)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     errors = totals.pop("errors")
     done = ", ".join(f"{totals[k]} {k}" for k in ("resized", "re-encoded", "copied", "kept"))
     print(f"{args.out}: {done}; {totals['bytes_in'] / 2**20:.0f} MiB read, {totals['bytes_out'] / 2**20:.0f} MiB "
-          f"written (shorter side ≤ {args.short_side} px)")
+          f"written (shorter side ≤ {short} px)")
     if errors:
         print(f"error: {len(errors)} unreadable image(s) not copied: {preview(errors, 3)}", file=sys.stderr)
         return 1
     print(f"train with: python -m ablate data=folder data.root={args.out}  (or data=imagenet100 / imagenet)")
     return 0
+
+
+def pixels(args: argparse.Namespace, short: int) -> int:
+    """``--format pixels``: the store's size first (all of it with --dry-run), then the store."""
+    long = args.long_side or round(short * 4 / 3)
+    if args.src is not None:
+        layout = plan_store(args.src, short, long, args.img_size, args.crop_pct)[0]
+    elif args.dry_run and args.train_images and args.val_images:
+        layout = Layout(short, long, args.img_size, args.crop_pct, args.train_images, args.val_images)
+    else:
+        raise ConfigError("--dry-run needs --src, or --train-images and --val-images")
+    print(store_size(layout, args.workers or os.cpu_count() or 1, verbose=args.dry_run))
+    if args.dry_run:
+        return 0
+    totals = write_store(args.src, args.out, short, long, args.img_size, args.crop_pct, args.workers)
+    errors = totals.pop("errors")
+    print(f"{args.out}: {totals['written']} written, {totals['kept']} kept")
+    if errors:
+        print(f"error: {len(errors)} unreadable image(s); the store stays unfinished until they are replaced and "
+              f"this is rerun: {preview(errors, 3)}", file=sys.stderr)
+        return 1
+    print(f"train with: python -m ablate data=folder data.root={args.out} data.img_size={args.img_size} "
+          "(or data=imagenet100 / imagenet; data.loader=auto picks the batched path)")
+    return 0
+
+
+def store_size(layout: Layout, workers: int, verbose: bool) -> str:
+    """The store's size and, with ``verbose``, the memory that writing it and training from it take."""
+    train, val, total = layout.nbytes("train"), layout.nbytes("val"), layout.total
+    lines = [f"store: {gib(total)} ({layout.train_images:,} train images in a {layout.short_side}×"
+             f"{layout.long_side} box: {gib(train)}; {layout.val_images:,} val images at {layout.img_size}²: "
+             f"{gib(val)})"]
+    if verbose:
+        image = layout.short_side * layout.long_side * 3
+        lines += [
+            f"writing it: peak host RSS about {workers} workers × (one decoded image, a few MiB) + "
+            f"{gib(LISTED * (layout.train_images + layout.val_images))} for the file list, sizes and labels (about "
+            f"{LISTED} bytes per image); the arrays are written through the page cache",
+            f"training on CUDA, store in GPU memory (when free GPU memory > 2 × {gib(total)}): {gib(total)} of GPU "
+            f"memory; host RSS: one {gib(CHUNK)} copy chunk beyond the mapped file's pages",
+            f"otherwise, and on the CPU: the file is memory-mapped (read through the page cache: {gib(total)} of RAM "
+            f"keeps it all cached) and each batch gathered from it (128 train images: {128 * image / 2**20:.0f} MiB, "
+            "pinned on CUDA and copied on a side stream); host RSS beyond the cache: a few batches"]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image, ImageOps
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+from timm.data.auto_augment import RandAugment, rand_augment_transform
+from torchvision.transforms import Compose
 
 SCALE = (0.08, 1.0)      # random-resized crop: fraction of the image's area
 RATIO = (3 / 4, 4 / 3)   # random-resized crop: aspect ratio range
@@ -44,6 +46,12 @@ def train_transform(cfg: DictConfig) -> Callable:
     return transform
 
 
+def timm_rand_augment(spec: str, img_size: int) -> RandAugment:
+    """timm's RandAugment for ``spec``, with the hyper-parameters timm's create_transform gives it."""
+    return rand_augment_transform(spec, {"translate_const": int(img_size * 0.45),
+                                         "img_mean": tuple(min(255, round(255 * m)) for m in MEAN)})
+
+
 def posterize(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
     """timm's posterize, which asks for 0 bits (a black image) at magnitude 10: Pillow 13 raises on 0 bits."""
     if bits_to_keep >= 8:
@@ -56,24 +64,34 @@ def eval_transform(cfg: DictConfig) -> Callable:
                             interpolation="bicubic", mean=MEAN, std=STD)
 
 
-def erase_batch(x: torch.Tensor, prob: float, tries: int = 10) -> torch.Tensor:
+def eval_pil(img_size: int, crop_pct: float) -> Callable:
+    """The eval transform's PIL part (resize and centre crop, bicubic): what a pixel store keeps of val images."""
+    resize, crop, *_ = create_transform(img_size, is_training=False, crop_pct=crop_pct, interpolation="bicubic").transforms
+    return Compose([resize, crop])
+
+
+def erase_batch(x: torch.Tensor, prob: float, tries: int = 10, generator: torch.Generator | None = None) -> torch.Tensor:
     """timm's RandomErasing(prob, mode="pixel", max_count=1) on a whole batch at once, on its device.
 
     Per image, with probability ``prob``: up to ``tries`` draws of an area (2%-33% of the image) and a log-uniform
-    aspect ratio (0.3-3.3); the first that fits is filled with N(0, 1) noise at a uniform position.
+    aspect ratio (0.3-3.3); the first that fits is filled with N(0, 1) noise at a uniform position. Noise is drawn
+    for the erased images only. ``generator`` (on x's device) makes the draws reproducible apart from torch's own.
     """
     n, _, h, w = x.shape
-    area = torch.empty(n, tries, device=x.device).uniform_(0.02, 1 / 3) * (h * w)
-    aspect = torch.empty(n, tries, device=x.device).uniform_(math.log(0.3), math.log(1 / 0.3)).exp()
+    g, device = generator, x.device
+    area = torch.empty(n, tries, device=device).uniform_(0.02, 1 / 3, generator=g) * (h * w)
+    aspect = torch.empty(n, tries, device=device).uniform_(math.log(0.3), math.log(1 / 0.3), generator=g).exp()
     eh, ew = (area * aspect).sqrt().round(), (area / aspect).sqrt().round()
     fits = (eh < h) & (ew < w)
     first = fits.int().argmax(1, keepdim=True)  # the first try that fits, as timm's loop stops there
     eh, ew = eh.gather(1, first).squeeze(1), ew.gather(1, first).squeeze(1)
-    erase = fits.any(1) & (torch.rand(n, device=x.device) < prob)
-    top = (torch.rand(n, device=x.device) * (h - eh + 1)).floor()
-    left = (torch.rand(n, device=x.device) * (w - ew + 1)).floor()
-    rows = torch.arange(h, device=x.device)[None, :, None]
-    cols = torch.arange(w, device=x.device)[None, None, :]
-    inside = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None]) &
-              (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]) & erase[:, None, None])
-    return torch.where(inside[:, None], torch.randn_like(x), x)
+    erase = fits.any(1) & (torch.rand(n, device=device, generator=g) < prob)
+    top = (torch.rand(n, device=device, generator=g) * (h - eh + 1)).floor()
+    left = (torch.rand(n, device=device, generator=g) * (w - ew + 1)).floor()
+    index = erase.nonzero().squeeze(1)
+    rows = torch.arange(h, device=device)[None, :, None]
+    cols = torch.arange(w, device=device)[None, None, :]
+    top, left, eh, ew = (v[index][:, None, None] for v in (top, left, eh, ew))
+    inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
+    noise = torch.randn((len(index), *x.shape[1:]), device=device, generator=g, dtype=x.dtype)
+    return x.index_copy(0, index, torch.where(inside[:, None], noise, x.index_select(0, index)))

@@ -42,7 +42,7 @@ from ablate.data import build_data
 from ablate.config.design import free_overrides, name_run
 from ablate.run.distributed import Dist, all_reduce_sum, broadcast, gather_strided, init_distributed, pick_device
 from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
-from ablate.data.loaders import Batches, build_loaders
+from ablate.data.loaders import Batches, build_loaders, epoch_seed
 from ablate.config.model import build_model, min_train_bytes
 from ablate.model import fast_norms, model_stats
 from ablate.run.record import (RunRecord, now, read_record, write_error, write_history, write_record, write_run_config,
@@ -397,7 +397,7 @@ def _evaluate_models(tr: Trainer) -> tuple[dict[str, float], list[np.ndarray]]:
 
 def _seed(seed: int, epoch: int, rank: int) -> None:
     # Reseeded per epoch (drop path, mixup, augmentation), so a resumed run continues as if never stopped.
-    value = seed * 100_003 + epoch * 1_009 + rank
+    value = epoch_seed(seed, epoch, rank)
     random.seed(value)
     np.random.seed(value % 2**32)
     torch.manual_seed(value)

@@ -28,9 +28,10 @@ from nvidia.dali.auto_aug import augmentations as aa
 from nvidia.dali.auto_aug.core import augmentation, select
 from nvidia.dali.data_node import DataNode
 from omegaconf import DictConfig
-from timm.data.auto_augment import AugmentOp, rand_augment_transform
+from timm.data.auto_augment import AugmentOp
 
-from ablate.data.transforms import HFLIP, MEAN, RATIO, SCALE, STD, eval_resize, train_interpolation
+from ablate.data.transforms import (HFLIP, MEAN, RATIO, SCALE, STD, eval_resize, timm_rand_augment,
+                                    train_interpolation)
 from ablate.errors import ConfigError
 
 INPUT = "encoded"  # the graph's input: each batch's file bytes, fed by ablate/dali_batches.py
@@ -101,12 +102,6 @@ class DaliOp:
             device = data.device if self.param_device == "auto" else self.param_device
             param = types.Constant(self.params, device=device)[signed_bin]
         return self.fn(data, param, **{k: v for k, v in kwargs.items() if k in self.takes})
-
-
-def timm_rand_augment(spec: str, img_size: int):
-    """timm's RandAugment for ``spec``, with the hyper-parameters timm's create_transform gives it."""
-    return rand_augment_transform(spec, {"translate_const": int(img_size * 0.45),
-                                         "img_mean": tuple(min(255, round(255 * m)) for m in MEAN)})
 
 
 def check_rand_augment(spec: str, img_size: int) -> None:
