@@ -28,14 +28,10 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset, pil_loader
 
 from ablate.data import DATASETS, DataBundle
 from ablate.data.transforms import eval_transform, train_transform
-from ablate.errors import ConfigError
+from ablate.errors import ConfigError, UnreadableImageError
 
 SPLITS = ("train", "val")
 LAYOUT = "a folder with train/<class>/<image> and val/<class>/<image>"
-
-
-class UnreadableImageError(OSError):
-    """An image file that PIL cannot decode; the message names the path."""
 
 
 class ImageFolderSplit(Dataset):
@@ -56,7 +52,8 @@ def load_image(path: str) -> Image.Image:
     try:
         return pil_loader(path)
     except (OSError, SyntaxError) as err:  # what PIL raises for truncated, corrupt and non-image files
-        raise UnreadableImageError(f"cannot read image {path}: {err}") from err
+        raise UnreadableImageError(f"cannot read image {path}: {err}; remove or replace it (data.verify=true finds "
+                                   f"every unreadable image before training)") from err
 
 
 def preview(names: list[str], k: int = 5) -> str:

@@ -3,6 +3,7 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -13,13 +14,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ablate.config import CONF_DIR, check_config, check_overrides
-from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, WriteError
+from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, UnreadableImageError, WriteError
 from ablate.run.record import RESULTS, RunRecord
 from ablate.sweep.jobs import register_resolvers
 
 log = logging.getLogger("ablate")
 # Errors that one line explains: no traceback, and in a sweep the next job goes on.
-USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, WriteError)
+USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, WriteError, UnreadableImageError)
 # Here, not in main(): a submitit job process imports this module to unpickle the task, and Hydra
 # resolves the job's directory (which names these resolvers) before it calls the task.
 register_resolvers()
@@ -62,6 +63,10 @@ def summary_line(record: RunRecord, run_dir: Path) -> str:
 
 
 def main() -> None:
+    # A log file on a full disk or a read-only mount: the run's one-line error says so, not a traceback per line.
+    logging.raiseExceptions = False
+    # SIGTERM (SLURM, kill) between a sweep's jobs too, not only while one trains: the sweep reports what finished.
+    signal.signal(signal.SIGTERM, Interrupted.on_signal)
     try:
         check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
     except ConfigError as e:
