@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -253,3 +254,270 @@ def test_a_sweep_with_a_diverged_run_exits_non_zero_after_its_report(tmp_path):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "1 run(s) diverged" in out, out[-2000:]
     assert "diverged" in (tmp_path / "sweep" / "report" / "table.md").read_text()
+
+
+# === round two: what a long sweep on a shared cluster meets ==========================================================
+
+FULL = "no space left on device while writing"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs (root only), or None where mounting is not allowed: tests then inject ENOSPC instead."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+                             capture_output=True).returncode == 0
+    yield disk if mounted else None
+    if mounted:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(folder: Path) -> None:
+    """Write into ``folder`` until the disk has not one byte left."""
+    with open(folder / "filler", "wb", buffering=0) as f:
+        for chunk in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\1" * chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+
+
+class DevFull:
+    """``open`` for the modules that write a run's files: while the disk is "full" (once ``full`` is set, for as
+    long as the run's reserve file exists), files opened for writing are /dev/full, where every write fails with
+    ENOSPC as on a full disk, through the real torch, json and numpy writers."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.full = run_dir, False
+
+    def __call__(self, file, mode="r", *args, **kwargs):
+        import builtins
+        if self.full and "w" in mode and (self.run_dir / ".reserve").exists():
+            return builtins.open("/dev/full", mode, *args, **kwargs)
+        return builtins.open(file, mode, *args, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_recorded_even_when_not_one_byte_is_left(tmp_path, small_disk, monkeypatch):
+    """A real small file system where mounting is allowed, else ENOSPC from every writer; either way the disk is
+    full to the last byte when the run next writes, and the record still says why it failed."""
+    import ablate.run.checkpoint
+    import ablate.run.record
+    run_dir = (small_disk or tmp_path) / "run"
+    injected = DevFull(run_dir)
+    evaluate = ablate.run.train.evaluate
+
+    def evaluate_then_fill(*args, **kwargs):
+        result = evaluate(*args, **kwargs)
+        if small_disk is not None:
+            fill(small_disk)
+        injected.full = True
+        return result
+    monkeypatch.setattr(ablate.run.train, "evaluate", evaluate_then_fill)
+    if small_disk is None:
+        for module in (ablate.run.record, ablate.run.checkpoint):
+            monkeypatch.setattr(module, "open", injected, raising=False)
+    with pytest.raises(OSError):
+        run(compose(TINY), run_dir, TINY)
+    record = read_record(run_dir)
+    line = f"{FULL} {run_dir / 'history.csv'}"
+    assert record.status == "failed" and record.error == line, record.error
+    assert (run_dir / "error.txt").read_text().splitlines()[0] == line
+    assert not list(run_dir.glob(".*.tmp")) and not (run_dir / ".reserve").exists()
+
+
+@pytest.mark.parametrize("layer", ["checkpoint.pt (torch)", "results.json (json)", "val_correct.npz (numpy)",
+                                   "history.csv (csv)", "error.txt"])
+def test_every_writer_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, layer):
+    import numpy as np
+
+    import ablate.run.checkpoint
+    import ablate.run.record
+    from ablate.errors import WriteError
+    from ablate.run.record import RunRecord, write_error, write_history, write_record, write_val_correct
+    injected = DevFull(tmp_path)
+    injected.full = True
+    (tmp_path / ".reserve").write_bytes(b"")
+    for module in (ablate.run.record, ablate.run.checkpoint):
+        monkeypatch.setattr(module, "open", injected, raising=False)
+    write = {
+        "checkpoint.pt (torch)": lambda: ablate.run.checkpoint.save_checkpoint(
+            tmp_path / "checkpoint.pt", {"w": torch.zeros(100_000)}),
+        "results.json (json)": lambda: write_record(tmp_path, RunRecord("g", "v")),
+        "val_correct.npz (numpy)": lambda: write_val_correct(tmp_path, np.ones(10_000, bool)),
+        "history.csv (csv)": lambda: write_history(tmp_path, [{"epoch": 1, "top1": 1.0}] * 500),
+        "error.txt": lambda: write_error(tmp_path, "why", "x" * 100_000),
+    }[layer]
+    with pytest.raises(WriteError) as failed:
+        write()
+    name = layer.split()[0]
+    assert str(failed.value) == f"{FULL} {tmp_path / name}"
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / name).exists()
+
+
+def test_files_follow_the_umask(tmp_path):
+    from ablate.report.outdir import staged
+    from ablate.run.record import RunRecord, write_record
+    previous = os.umask(0o022)
+    try:
+        write_record(tmp_path / "run", RunRecord("g", "v"))
+        with staged(tmp_path / "report") as folder:
+            (folder / "table.md").write_text("t")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "run" / "results.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "report").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "report" / "table.md").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A read-only folder: a read-only mount where allowed (root ignores permissions), else mode 555."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        if os.geteuid() == 0:
+            pytest.skip("root, and mounting is not allowed: no folder is read-only to this process")
+        folder.chmod(0o555)
+    yield folder
+    if mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+    else:
+        folder.chmod(0o755)
+
+
+def test_a_read_only_folder_is_refused_in_one_line(read_only):
+    from ablate.errors import WriteError
+    from ablate.run.record import ensure_writable
+    with pytest.raises(WriteError, match=rf"cannot write to {read_only}: "):
+        ensure_writable(read_only / "outputs" / "run")
+    with pytest.raises(WriteError, match=rf"cannot lock {read_only}: "):
+        with locked(read_only):
+            pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_a_read_only_output_folder_is_refused_before_any_work(read_only, tmp_path, mode):
+    args = ["model=xs", f"hydra.run.dir={read_only}/run"] if mode == "run" else \
+        ["-m", "pool_size=3,5", "model=xs", f"hydra.sweep.dir={read_only}/sweep"]
+    proc = subprocess.run([sys.executable, "-m", "ablate", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    key = "hydra.run.dir" if mode == "run" else "hydra.sweep.dir"
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert proc.stderr.startswith(f"error: cannot write to {read_only}: ") and f"{key}=PATH" in proc.stderr
+    assert "training" not in proc.stdout
+
+
+# --- the report folder is published all at once -----------------------------------------------------------------
+
+def publish(out: Path, files: dict[str, str]) -> None:
+    from ablate.report.outdir import staged
+    with staged(out) as folder:
+        for name, text in files.items():
+            (folder / name).write_text(text)
+
+
+def report_files(out: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize("kill", ["before the swap", "between two renames"])
+def test_a_report_killed_while_publishing_leaves_the_old_one_whole(tmp_path, monkeypatch, kill):
+    import ablate.report.outdir as outdir
+    out = tmp_path / "report"
+    publish(out, {"a.md": "old", "b.md": "old"})
+    rename = os.rename
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    def killed_at_second_rename(src, dst):
+        if Path(src).name.startswith(".report.staging-"):
+            raise KeyboardInterrupt
+        rename(src, dst)
+    with monkeypatch.context() as m:
+        if kill == "before the swap":  # where RENAME_EXCHANGE swaps, the only moment a kill can land
+            m.setattr(outdir, "_swap", killed)
+        else:  # a file system without it (e.g. NFS): the old report is set aside, then the new one moved in
+            m.setattr(outdir, "_exchange", lambda a, b: False)
+            m.setattr(outdir.os, "rename", killed_at_second_rename)
+        with pytest.raises(KeyboardInterrupt):
+            publish(out, {"a.md": "new", "b.md": "new", "c.md": "new"})
+    if kill == "before the swap":
+        assert report_files(out) == {"a.md": "old", "b.md": "old"}
+    else:
+        aside, = tmp_path.glob(".report.old-*")
+        assert not out.exists() and report_files(aside) == {"a.md": "old", "b.md": "old"}
+    publish(out, {"a.md": "newer", "b.md": "newer"})  # the next report puts back, cleans up, publishes
+    assert report_files(out) == {"a.md": "newer", "b.md": "newer"}
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging, no old copy, no lock left
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_leaves_a_whole_report(tmp_path):
+    out = tmp_path / "report"
+    loop = ("import sys, itertools\nfrom pathlib import Path\nfrom ablate.report.outdir import staged\n"
+            "for v in itertools.count():\n    with staged(Path(sys.argv[1])) as f:\n"
+            "        for i in range(20):\n            (f / f'{i}.md').write_text(f'{v}' * 50_000)\n")
+    rng, published = np.random.default_rng(0), 0
+    for _ in range(6):
+        child = subprocess.Popen([sys.executable, "-c", loop, str(out)])
+        time.sleep(0.8 + rng.uniform(0, 0.6))
+        child.kill()
+        child.wait()
+        if out.exists():
+            versions = {text[:len(text) // 50_000] for text in report_files(out).values()}
+            assert len(versions) == 1 and len(report_files(out)) == 20, versions
+            published += 1
+    assert published >= 3  # the kills landed while reports were being published, not before the first
+    publish(out, {"a.md": "last"})
+    assert report_files(out) == {"a.md": "last"}
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_a_report_folder_an_older_version_left_mixed_is_repaired(tmp_path, caplog):
+    from ablate.report.outdir import MANIFEST
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "a.md").write_text("new")  # moved in before the kill; the manifest still has the old hash
+    (out / "b.md").write_text("old")
+    (out / MANIFEST).write_text(json.dumps({"a.md": "0" * 64, "b.md": "0" * 64}))
+    for i in range(3):
+        (out / f".staging-{i}").mkdir()
+    (out / "notes.txt").write_text("mine")
+    publish(out, {"a.md": "newest", "b.md": "newest"})
+    assert report_files(out) == {"a.md": "newest", "b.md": "newest", "notes.txt": "mine"}
+    assert not list(out.glob(".staging-*")) and "repairing it" in caplog.text
+
+
+def test_a_report_keeps_files_it_did_not_write_and_cleans_stale_staging(tmp_path):
+    out = tmp_path / "report"
+    publish(out, {"a.md": "1"})
+    (out / "notes.txt").write_text("mine")
+    (tmp_path / ".report.staging-dead").mkdir()  # left by a report killed before it published
+    publish(out, {"a.md": "2"})
+    assert report_files(out) == {"a.md": "2", "notes.txt": "mine"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_out_naming_a_file_is_refused_in_one_line(tmp_path, capsys):
+    from ablate.report.build import main
+    run_dir = tmp_path / "run"
+    write_record_of(run_dir)
+    target = tmp_path / "table.md"
+    target.write_text("a file")
+    assert main([str(run_dir), "--out", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {target} is a file, not a folder; choose another --out\n"
+    assert target.read_text() == "a file"
+
+
+def write_record_of(run_dir: Path, status: str = "completed", top1: float | None = 80.0) -> None:
+    from ablate.run.record import RunRecord, write_record
+    write_record(run_dir, RunRecord("Baseline", "PoolFormer", row="baseline", is_baseline=True, status=status,
+                                    top1=top1, epochs_done=1, epochs=2, model="xs", data="digits", sweep="s"))

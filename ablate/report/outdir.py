@@ -91,7 +91,9 @@ def _carry_over(staging: Path, out: Path) -> None:
         name = path.name
         if name == MANIFEST or any(path.match(pattern) for pattern in OLD_ARTEFACTS):
             continue
-        ours = half_published or (path.is_file() and written.get(name) == _digest(path))
+        # After a kill mid-move, the report's files are those of either report: its manifest's or the new one's.
+        ours = (half_published and (name in written or name in new)) or (
+            path.is_file() and written.get(name) == _digest(path))
         if ours:
             continue  # the old report's: the new one replaces it, or leaves it out
         if name in new:
