@@ -521,3 +521,225 @@ def write_record_of(run_dir: Path, status: str = "completed", top1: float | None
     from ablate.run.record import RunRecord, write_record
     write_record(run_dir, RunRecord("Baseline", "PoolFormer", row="baseline", is_baseline=True, status=status,
                                     top1=top1, epochs_done=1, epochs=2, model="xs", data="digits", sweep="s"))
+
+
+# --- wandb, late checks, data trees ---------------------------------------------------------------------------------
+
+def test_wandb_online_without_a_server_goes_on_offline_with_one_warning(tmp_path, monkeypatch, caplog):
+    import wandb
+
+    from ablate.run.record import RunRecord
+    from ablate.run.tracking import Tracker
+    calls = []
+
+    def init(**kwargs):
+        calls.append((kwargs["mode"], kwargs["settings"].init_timeout))
+        if kwargs["mode"] == "online":
+            raise wandb.errors.CommError("Run initialization has timed out after 30.0 sec.")
+        return type("Run", (), {"log": lambda *a, **k: None, "summary": {}, "finish": lambda *a, **k: None})()
+    monkeypatch.setattr(wandb, "init", init)
+    cfg = compose(["wandb.enabled=true", "wandb.mode=online"])
+    with Tracker(cfg, RunRecord("g", "v"), tmp_path) as tracker:
+        tracker.log({"epoch": 1, "top1": 1.0})
+    assert calls == [("online", 30.0), ("offline", 30.0)]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "logging offline instead" in warnings[0].message
+
+
+def test_wandb_that_fails_altogether_never_fails_the_run(tmp_path, monkeypatch, caplog):
+    import wandb
+
+    from ablate.run.record import RunRecord
+    from ablate.run.tracking import Tracker
+
+    def init(**kwargs):
+        raise wandb.errors.UsageError("api_key not configured (no-tty)")
+    monkeypatch.setattr(wandb, "init", init)
+    with Tracker(compose(["wandb.enabled=true", "wandb.mode=online"]), RunRecord("g", "v"), tmp_path) as tracker:
+        tracker.log({"epoch": 1})
+    assert tracker.run is None and "the run goes on" in caplog.text
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["seed=1180591620717411303424"], r"seed=1180591620717411303424 must be an integer in 0\.\.4294967295"),
+    (["seed=-1"], r"seed=-1 must be an integer in 0\.\.4294967295"),
+    (["train.batch_size=5000"], r"train.batch_size=5000 exceeds the 1437 training images of data=digits"),
+])
+def test_numbers_out_of_range_are_refused_before_any_work(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        compose(overrides)
+
+
+def test_a_batch_larger_than_an_image_folder_is_refused_without_decoding(image_tree):
+    root = image_tree(("cat", "dog", "fox"), per_class=2)
+    for path in (root / "train").rglob("*.JPEG"):
+        path.write_bytes(b"not decoded")  # counted as files, never opened
+    with pytest.raises(ConfigError, match=r"train.batch_size=7 exceeds the 6 training images of data=folder"):
+        compose(["data=folder", f"data.root={root}", "train.batch_size=7"])
+    compose(["data=folder", f"data.root={root}", "train.batch_size=6"])
+
+
+def test_hidden_files_and_folders_are_skipped_at_every_depth_and_counted(image_tree):
+    from ablate.data import build_data
+    root = image_tree(("cat", "dog"), per_class=2)
+    (root / "train" / "cat" / "._cat_0.JPEG").write_bytes(b"\0\5\26\7AppleDouble")  # copied from a Mac
+    checkpoints = root / "train" / "dog" / ".ipynb_checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "dog_0-checkpoint.JPEG").write_bytes((root / "train" / "dog" / "dog_0.JPEG").read_bytes())
+    (root / "val" / ".DS_Store").write_bytes(b"\0")
+    (root / "val" / ".trash").mkdir()  # a hidden folder beside the classes: not a class
+    data = build_data(compose(["data=folder", f"data.root={root}", "data.img_size=32", "train.batch_size=2"]))
+    assert data.num_classes == 2 and len(data.train) == 4 and len(data.val) == 4
+    assert not any("/." in path for path, _ in data.train.samples + data.val.samples)
+    assert data.info["hidden_skipped"] == 3  # ._cat_0.JPEG, .ipynb_checkpoints/, .trash/ (.DS_Store is no image dir)
+
+
+def test_an_unreadable_image_found_late_is_one_line_also_from_a_worker(image_tree):
+    from torch.utils.data import DataLoader
+
+    from ablate.data import build_data
+    from ablate.errors import UnreadableImageError
+    root = image_tree(("cat", "dog"), per_class=2)
+    broken = root / "train" / "cat" / "cat_1.JPEG"
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated
+    data = build_data(compose(["data=folder", f"data.root={root}", "data.verify=false", "data.img_size=32",
+                               "train.batch_size=2"]))
+    with pytest.raises(UnreadableImageError) as failed:
+        list(DataLoader(data.train, batch_size=4, num_workers=1))
+    message = str(failed.value)
+    assert message.startswith(f"cannot read image {broken}: ") and "\n" not in message
+    assert "data.verify=true" in message
+
+
+# --- locks, checkpoints, job lists ----------------------------------------------------------------------------------
+
+def hold(folder: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_lock_wait_says_whom_it_waits_for_and_for_how_long(tmp_path, caplog):
+    holder = hold(tmp_path)
+    try:
+        with pytest.raises(RunDirError, match=rf"in use by pid {holder.pid}"):
+            with locked(tmp_path, wait_s=0.5, what="report folder"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 1 and f"in use by pid {holder.pid} on host " in said[0]
+    assert "waiting up to 0 s" in said[0] or "waiting up to 1 s" in said[0]
+
+
+def test_a_marker_whose_heartbeat_stopped_long_ago_is_taken_at_once(tmp_path):
+    holder = hold(tmp_path)
+    try:
+        holder.send_signal(signal.SIGSTOP)  # alive, but its heartbeat stopped ...
+        old = time.time() - 600  # ... ten minutes ago
+        os.utime(tmp_path / ".lock", (old, old))
+        with locked(tmp_path, wait_s=30):  # half a lease: unrefreshed for a whole lease counted from now, it would
+            pass                             # be refused (RunDirError)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_bad_checkpoint_is_called_untrusted_or_corrupt_never_to_be_loaded_unsafely(tmp_path):
+    from ablate.run.checkpoint import load_checkpoint
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+    torch.save({"model": Payload()}, tmp_path / "malicious.pt")
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "malicious.pt").read_bytes()[:100])
+    for name in ("malicious.pt", "truncated.pt"):
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint(tmp_path / name)
+        message = str(refused.value)
+        assert "\n" not in message and "weights_only" not in message and "untrusted" in message
+        assert "corrupt" in message and "move it aside" in message
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_a_garbled_job_list_is_said_to_be_unreadable_not_missing(tmp_path, capsys):
+    from ablate.sweep.status import main
+    (tmp_path / "multirun.yaml").write_text("hydra: [\n  garbage: {\n")
+    assert main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'multirun.yaml'} is unreadable (" in err and "no readable multirun.yaml" in err
+
+
+# --- sweeps cut short -----------------------------------------------------------------------------------------------
+
+class UncompletedJobError(RuntimeError):
+    """As submitit names it, for a job that the cluster preempted and requeued."""
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_path, monkeypatch, capsys):
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.ablate_sweeper import AblateSweeper
+    sweep_dir = tmp_path / "sweep"
+    write_record_of(sweep_dir / "baseline" / "seed=0")
+    write_record_of(sweep_dir / "baseline" / "seed=1", status="interrupted", top1=None)
+
+    def requeued(self, arguments):
+        raise UncompletedJobError("Job 4242 (task: 0) with path ... has not produced any output (state: PENDING)")
+    monkeypatch.setattr(BasicSweeper, "sweep", requeued)
+    sweeper = AblateSweeper(max_batch_size=None)
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}},
+                                       "wandb": {"enabled": False, "mode": "offline"}})
+    with pytest.raises(SystemExit) as ended:
+        sweeper.sweep([])
+    assert ended.value.code == 143
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("interrupted (SIGTERM, or jobs the cluster requeued)")
+    assert f"{sweep_dir}/report" in err and "the same command resumes the rest" in err
+    table = (sweep_dir / "report" / "table.md").read_text()
+    assert "interrupted" in table and "80.00" in table
+
+
+@pytest.mark.slow
+def test_a_sweep_interrupted_between_jobs_writes_its_report_and_exits_143(tmp_path):
+    proc = cli("-m", "pool_size=3,5", "model=xs", "train.epochs=3", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    records = tmp_path / "sweep"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # the first job done, the second past its first epoch
+        states = [json.loads(p.read_text()) for p in records.glob("*/seed=0/results.json")]
+        if len(states) == 2 and sorted(s["status"] for s in states)[0] == "completed" and \
+                min(s["epochs_done"] for s in states) >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out[-3000:]
+    assert out.strip().splitlines()[-1].startswith("interrupted (SIGTERM"), out[-3000:]
+    assert "Traceback" not in out
+    statuses = sorted(json.loads(p.read_text())["status"] for p in records.glob("*/seed=0/results.json"))
+    assert statuses == ["completed", "interrupted"]
+    table = (records / "report" / "table.md").read_text()
+    assert "interrupted" in table and "completed" not in table.split("interrupted")[0][-5:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_the_whole_process_group_with_workers_interrupts(photo_tree, tmp_path, sig, code):
+    root = photo_tree(classes=2, train_per_class=16, val_per_class=4, size=(40, 40))
+    args = ["model=xs", "data=folder", f"data.root={root}", "data.img_size=32", "data.verify=false",
+            "train.batch_size=4", "train.num_workers=2", "train.epochs=50", "hydra.run.dir=run"]
+    proc = cli(*args, cwd=tmp_path, start_new_session=True)  # its own group, as a SLURM job step
+    record = tmp_path / "run" / "results.json"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and not (
+            record.exists() and json.loads(record.read_text())["epochs_done"] >= 1):
+        time.sleep(0.1)
+    os.killpg(proc.pid, sig)
+    out, _ = proc.communicate(timeout=120)
+    interrupted = json.loads(record.read_text())
+    assert proc.returncode == code, out[-3000:]
+    assert interrupted["status"] == "interrupted", interrupted["error"]
+    assert "Traceback" not in out and "killed by signal" not in out, out[-3000:]

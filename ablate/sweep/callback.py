@@ -1,15 +1,16 @@
 """Hydra's callback: the output folder and every job's config checked before the first one trains, the report at the
 end of a sweep."""
 import logging
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ablate.config import compose
-from ablate.errors import ConfigError, ReportError, RunDirError, WriteError
+from ablate.errors import ConfigError, Interrupted, ReportError, RunDirError, WriteError
 from ablate.run.record import ensure_writable
 from ablate.sweep.jobs import job_overrides
 from ablate.sweep.status import job_line
@@ -81,3 +82,25 @@ def write_sweep_report(config: DictConfig) -> list[str]:
         log.exception("could not build the report for %s", sweep_dir)
         problems.append("no report (see the log)")
     return problems
+
+
+REQUEUED = ("UncompletedJobError",)  # submitit's, for jobs the cluster preempted and requeued; by name: optional
+
+
+def interrupt_code(e: BaseException) -> int | None:
+    """130 (SIGINT) or 143 (SIGTERM, requeued jobs) when ``e`` cut a sweep short, None for any other error."""
+    if isinstance(e, KeyboardInterrupt):
+        return 130
+    if isinstance(e, Interrupted) or type(e).__name__ in REQUEUED:
+        return 143
+    return None
+
+
+def end_interrupted(config: DictConfig, code: int) -> NoReturn:
+    """The end of a sweep cut short: the report of what finished, one line, and exit ``code``."""
+    problems = write_sweep_report(config)
+    also = f"; also: {'; '.join(problems)}" if problems else ""
+    cause = "SIGINT" if code == 130 else "SIGTERM, or jobs the cluster requeued"
+    print(f"interrupted ({cause}): the report of the runs that finished is in {config.hydra.sweep.dir}/report{also}; "
+          "the same command resumes the rest", file=sys.stderr)
+    raise SystemExit(code)
