@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -261,16 +263,24 @@ def test_a_sweep_with_a_diverged_run_exits_non_zero_after_its_report(tmp_path):
 FULL = "no space left on device while writing"
 
 
+@contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[bool]:
+    """``folder``, made here, with a tmpfs mounted on it where this process may mount (root); whether it could."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                             capture_output=True).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 16 MB tmpfs (root only), or None where mounting is not allowed: tests then inject ENOSPC instead."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
-                             capture_output=True).returncode == 0
-    yield disk if mounted else None
-    if mounted:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
+    with tmpfs(tmp_path / "disk", "size=16m") as mounted:
+        yield tmp_path / "disk" if mounted else None
 
 
 def fill(folder: Path) -> None:
@@ -376,18 +386,14 @@ def test_files_follow_the_umask(tmp_path):
 def read_only(tmp_path):
     """A read-only folder: a read-only mount where allowed (root ignores permissions), else mode 555."""
     folder = tmp_path / "ro"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
-                             capture_output=True).returncode == 0
-    if not mounted:
-        if os.geteuid() == 0:
-            pytest.skip("root, and mounting is not allowed: no folder is read-only to this process")
-        folder.chmod(0o555)
-    yield folder
-    if mounted:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
-    else:
-        folder.chmod(0o755)
+    with tmpfs(folder, "ro,size=1m") as mounted:
+        if not mounted:
+            if os.geteuid() == 0:
+                pytest.skip("root, and mounting is not allowed: no folder is read-only to this process")
+            folder.chmod(0o555)
+        yield folder
+        if not mounted:
+            folder.chmod(0o755)
 
 
 def test_a_read_only_folder_is_refused_in_one_line(read_only):
@@ -704,7 +710,7 @@ def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_sweep_interrupted_between_jobs_writes_its_report_and_exits_143(tmp_path):
+def test_a_sweep_interrupted_mid_job_writes_its_report_and_exits_143(tmp_path):
     proc = cli("-m", "pool_size=3,5", "model=xs", "train.epochs=3", "hydra.sweep.dir=sweep", cwd=tmp_path)
     records = tmp_path / "sweep"
     deadline = time.time() + 300

@@ -97,11 +97,11 @@ def _claim_for_all_ranks(run_dir: Path, record: RunRecord, d: Dist) -> Iterator[
                 previous = read_record(run_dir)
                 if previous is not None:
                     check_same_run(previous.config, record.config, run_dir)
-            except RunDirError as e:
-                error = str(e)
+            except (RunDirError, WriteError) as e:  # WriteError: e.g. a read-only directory
+                error = e
         error, previous = broadcast((error, previous), d)
         if error:
-            raise RunDirError(error)
+            raise error
         yield previous
 
 
