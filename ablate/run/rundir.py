@@ -74,7 +74,7 @@ def locked(folder: Path, wait_s: float = 0.0, what: str = "run directory",
         lock = _Lease(path, lease_duration=LEASE_S)
         lock.fs_offset_s = probe_folder(path.parent)
     except OSError as e:
-        raise WriteError(e.errno, f"cannot lock {folder}: {(e.strerror or str(e)).lower()}") from e
+        raise _cannot_lock(folder, e) from e
     holder, alive = _marker(path), None
     if holder:
         alive = _holder_alive_here(holder)
@@ -94,11 +94,15 @@ def locked(folder: Path, wait_s: float = 0.0, what: str = "run directory",
         raise RunDirError(f"{folder}: this {what} is in use by pid {holder.get('pid', '?')} on host "
                           f"{holder.get('host', '?')}") from None
     except OSError as e:
-        raise WriteError(e.errno, f"cannot lock {folder}: {(e.strerror or str(e)).lower()}") from e
+        raise _cannot_lock(folder, e) from e
     try:
         yield
     finally:
         lock.release()
+
+
+def _cannot_lock(folder: Path, e: OSError) -> WriteError:
+    return WriteError(e.errno, f"cannot lock {folder}: {(e.strerror or str(e)).lower()}")
 
 
 def _age(mtime: float, fs_offset_s: float) -> float:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from ablate.config import CONF_DIR, check_config, check_overrides
 from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, UnreadableImageError, WriteError
 from ablate.run.record import RESULTS, RunRecord
+from ablate.sweep.callback import interrupt_code
 from ablate.sweep.jobs import register_resolvers
 
 log = logging.getLogger("ablate")
@@ -82,4 +83,4 @@ def main() -> None:
         _task()
     except (KeyboardInterrupt, Interrupted) as e:
         print("interrupted: each run keeps its last finished epoch; the same command resumes", file=sys.stderr)
-        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 143)
+        sys.exit(interrupt_code(e))
