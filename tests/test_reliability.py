@@ -572,17 +572,19 @@ def test_wandb_that_fails_altogether_never_fails_the_run(tmp_path, monkeypatch, 
     (["train.batch_size=5000"], r"train.batch_size=5000 exceeds the 1437 training images of data=digits"),
 ])
 def test_numbers_out_of_range_are_refused_before_any_work(overrides, message):
+    from ablate.config import check_run_config
     with pytest.raises(ConfigError, match=message):
-        compose(overrides)
+        check_run_config(compose(overrides))
 
 
 def test_a_batch_larger_than_an_image_folder_is_refused_without_decoding(image_tree):
     root = image_tree(("cat", "dog", "fox"), per_class=2)
     for path in (root / "train").rglob("*.JPEG"):
         path.write_bytes(b"not decoded")  # counted as files, never opened
+    from ablate.config import check_run_config
     with pytest.raises(ConfigError, match=r"train.batch_size=7 exceeds the 6 training images of data=folder"):
-        compose(["data=folder", f"data.root={root}", "train.batch_size=7"])
-    compose(["data=folder", f"data.root={root}", "train.batch_size=6"])
+        check_run_config(compose(["data=folder", f"data.root={root}", "train.batch_size=7"]))
+    check_run_config(compose(["data=folder", f"data.root={root}", "train.batch_size=6"]))
 
 
 def test_hidden_files_and_folders_are_skipped_at_every_depth_and_counted(image_tree):

@@ -147,7 +147,6 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={cfg.seed!r} must be an integer in 0..{MAX_SEED} (2**32-1, numpy's range)")
     check_loader(cfg)
     accumulation_steps(t, int(os.environ.get("WORLD_SIZE", "1")))  # torchrun's process count, as training sees it
-    check_batch_size(cfg)
 
 
 def accumulation_steps(train: DictConfig, world_size: int) -> int:
@@ -170,9 +169,11 @@ def accumulation_steps(train: DictConfig, world_size: int) -> int:
                       f"process(es) = {batch * world_size}; {hint}")
 
 
-def check_batch_size(cfg: DictConfig) -> None:
-    """``train.batch_size`` against the training images, counted without decoding (a folder's files only until
-    there are enough), so the run that cannot form one batch stops before loading anything."""
+def check_run_config(cfg: DictConfig) -> None:
+    """``check_config``, and what only a run of ``cfg`` needs: ``train.batch_size`` against the training images,
+    counted without decoding (a folder's files only until there are enough), so a run that cannot form one batch
+    stops before loading anything."""
+    check_config(cfg)
     from ablate.data.listing import train_images  # imports no torch
     n = train_images(cfg, at_most=cfg.train.batch_size)
     if n is not None and n < cfg.train.batch_size:

@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ablate.run.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from ablate.config import check_config
+from ablate.config import check_run_config
 from ablate.config.checks import accumulation_steps
 from ablate.data import build_data
 from ablate.config.design import free_overrides, name_run
@@ -66,7 +66,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: st
 
     A directory held by a live process, or holding another config's run, is refused (RunDirError) untouched.
     """
-    check_config(cfg)
+    check_run_config(cfg)
     device = pick_device(cfg.train.device)
     d = init_distributed(device)
     run_dir = Path(broadcast(str(run_dir), d))  # under torchrun each rank's Hydra picks its own dir

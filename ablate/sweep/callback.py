@@ -9,7 +9,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ablate.config import compose
+from ablate.config import check_run_config, compose
 from ablate.errors import ConfigError, Interrupted, ReportError, RunDirError, WriteError
 from ablate.run.record import ensure_writable
 from ablate.sweep.jobs import job_overrides
@@ -41,7 +41,7 @@ class SweepCallback(Callback):
         jobs = job_overrides(config)
         try:
             for overrides in jobs:
-                compose(overrides)
+                check_run_config(compose(overrides))
         except ConfigError as e:
             # SystemExit, because Hydra turns a callback's exceptions into warnings and carries on.
             raise SystemExit(f"error: {e}") from e

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ablate.config import CONF_DIR, check_config, check_overrides
+from ablate.config import CONF_DIR, check_overrides, check_run_config
 from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, UnreadableImageError, WriteError
 from ablate.run.record import RESULTS, RunRecord
 from ablate.sweep.callback import interrupt_code
@@ -32,7 +32,7 @@ def _task(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        check_config(cfg)  # before torch loads: a bad value answers in a second
+        check_run_config(cfg)  # before torch loads: a bad value answers in a second
         from ablate.run.train import run
         sweep = hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if multirun else None)
         run_dir = Path(hc.runtime.output_dir)
