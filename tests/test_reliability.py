@@ -523,10 +523,11 @@ def test_out_naming_a_file_is_refused_in_one_line(tmp_path, capsys):
     assert target.read_text() == "a file"
 
 
-def write_record_of(run_dir: Path, status: str = "completed", top1: float | None = 80.0) -> None:
+def write_record_of(run_dir: Path, status: str = "completed", top1: float | None = 80.0, seed: int = 0) -> None:
     from ablate.run.record import RunRecord, write_record
     write_record(run_dir, RunRecord("Baseline", "PoolFormer", row="baseline", is_baseline=True, status=status,
-                                    top1=top1, epochs_done=1, epochs=2, model="xs", data="digits", sweep="s"))
+                                    top1=top1, epochs_done=1, epochs=2, model="xs", data="digits", sweep="s",
+                                    seed=seed))
 
 
 # --- wandb, late checks, data trees ---------------------------------------------------------------------------------
@@ -693,7 +694,7 @@ def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_pat
     from hydra_plugins.ablate_sweeper import AblateSweeper
     sweep_dir = tmp_path / "sweep"
     write_record_of(sweep_dir / "baseline" / "seed=0")
-    write_record_of(sweep_dir / "baseline" / "seed=1", status="interrupted", top1=None)
+    write_record_of(sweep_dir / "baseline" / "seed=1", status="interrupted", top1=None, seed=1)
 
     def requeued(self, arguments):
         raise UncompletedJobError("Job 4242 (task: 0) with path ... has not produced any output (state: PENDING)")

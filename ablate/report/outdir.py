@@ -12,6 +12,7 @@ one by one; its ``.staging-*`` folders inside ``out`` show a kill) is repaired: 
 """
 import ctypes
 import errno
+import glob
 import hashlib
 import json
 import logging
@@ -60,10 +61,11 @@ def _beside(out: Path, kind: str) -> Path:
 
 def _clean_up(out: Path) -> None:
     """Put back a report that a kill between the two renames of ``_swap`` left aside; remove stale staging."""
-    aside = sorted(out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    name = glob.escape(out.name)
+    aside = sorted(out.parent.glob(f".{name}.old-*"), key=lambda p: p.stat().st_mtime)
     if aside and not out.exists():
         os.rename(aside.pop(), out)
-    for stale in [*aside, *out.parent.glob(f".{out.name}.staging-*")]:
+    for stale in [*aside, *out.parent.glob(f".{name}.staging-*")]:
         shutil.rmtree(stale, ignore_errors=True)
 
 

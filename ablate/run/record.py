@@ -240,15 +240,13 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
 
 
 def probe_folder(folder: Path) -> float:
-    """Make a file in ``folder`` and remove it; return the file system's clock minus this host's (from its mtime).
+    """Touch ``folder``, which needs the right to write in it; return the file system's clock minus this host's.
 
-    OSError when ``folder`` takes no new files.
+    OSError when ``folder`` cannot be written (permissions, a read-only mount). A touch, not a probe file, which a
+    kill could leave behind.
     """
-    probe = fresh_path(folder, ".ablate-probe-", "", _create_file)
-    try:
-        return probe.stat().st_mtime - time.time()
-    finally:
-        probe.unlink()
+    os.utime(folder)
+    return os.stat(folder).st_mtime - time.time()
 
 
 def ensure_writable(folder: Path) -> None:
