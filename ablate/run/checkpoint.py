@@ -54,7 +54,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def _reason(e: Exception) -> str:
     """The first line of torch's message, unless it is the weights-only loader's, whose advice (load it with
     ``weights_only=False``) would run whatever code the file holds."""
-    first = (str(e).strip().splitlines() or [""])[0][:160]
+    first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]  # torch's first sentence
     if "weights" in first.lower():
         return f"{type(e).__name__}: it holds objects other than tensors"
     return f"{type(e).__name__}: {first}"
