@@ -553,6 +553,22 @@ def test_wandb_online_without_a_server_goes_on_offline_with_one_warning(tmp_path
     assert len(warnings) == 1 and "logging offline instead" in warnings[0].message
 
 
+@pytest.mark.slow
+def test_real_wandb_online_with_no_server_goes_on_offline_in_bounded_time(tmp_path, monkeypatch, caplog):
+    from ablate.run.record import RunRecord
+    from ablate.run.tracking import Tracker
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: as with no network
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose(["wandb.enabled=true", "wandb.mode=online", "wandb.init_timeout_s=5"])
+    with Tracker(cfg, RunRecord("g", "v"), tmp_path) as tracker:  # wandb's own timeout would be 90 s
+        tracker.log({"epoch": 1, "top1": 1.0})
+    assert tracker.run is not None
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "could not start online within 5 s" in warnings[0], warnings
+
+
 def test_wandb_that_fails_altogether_never_fails_the_run(tmp_path, monkeypatch, caplog):
     import wandb
 
