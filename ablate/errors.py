@@ -1,4 +1,5 @@
 """The errors users see for bad input, each one readable line; raised before any work starts where they can be."""
+import signal
 
 
 class ConfigError(ValueError):
@@ -23,6 +24,25 @@ class WriteError(OSError):
 class Interrupted(BaseException):
     """SIGTERM (a SLURM preemption, ``kill``): the run stops as on Ctrl-C, keeping its last epoch's checkpoint."""
 
+    @classmethod
+    def on_signal(cls, signum: int, frame: object) -> None:
+        """A signal handler: Python's default for SIGTERM just dies, leaving the record ``running``."""
+        raise cls(signal.Signals(signum).name)
+
 
 class ReportError(Exception):
     """A report cannot be written where asked (e.g. it would replace a file it did not write)."""
+
+
+class UnreadableImageError(OSError):
+    """An image file that PIL cannot decode; the message names the path in one line.
+
+    Also when a DataLoader worker raised it: torch raises it again in the main process with the worker's traceback
+    as its message, whose last line is the original one.
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        marker = f"{type(self).__name__}: "
+        last = next((line for line in reversed(text.splitlines()) if marker in line), None)
+        return last.split(marker, 1)[1] if last is not None and text.startswith("Caught ") else text

@@ -6,8 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -253,3 +256,515 @@ def test_a_sweep_with_a_diverged_run_exits_non_zero_after_its_report(tmp_path):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "1 run(s) diverged" in out, out[-2000:]
     assert "diverged" in (tmp_path / "sweep" / "report" / "table.md").read_text()
+
+
+# === round two: what a long sweep on a shared cluster meets ==========================================================
+
+FULL = "no space left on device while writing"
+
+
+@contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[bool]:
+    """``folder``, made here, with a tmpfs mounted on it where this process may mount (root); whether it could."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                             capture_output=True).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs (root only), or None where mounting is not allowed: tests then inject ENOSPC instead."""
+    with tmpfs(tmp_path / "disk", "size=16m") as mounted:
+        yield tmp_path / "disk" if mounted else None
+
+
+def fill(folder: Path) -> None:
+    """Write into ``folder`` until the disk has not one byte left."""
+    with open(folder / "filler", "wb", buffering=0) as f:
+        for chunk in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\1" * chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+
+
+class DevFull:
+    """``open`` for the modules that write a run's files: while the disk is "full" (once ``full`` is set, for as
+    long as the run's reserve file exists), files opened for writing are /dev/full, where every write fails with
+    ENOSPC as on a full disk, through the real torch, json and numpy writers."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.full = run_dir, False
+
+    def __call__(self, file, mode="r", *args, **kwargs):
+        import builtins
+        if self.full and "w" in mode and (self.run_dir / ".reserve").exists():
+            return builtins.open("/dev/full", mode, *args, **kwargs)
+        return builtins.open(file, mode, *args, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_recorded_even_when_not_one_byte_is_left(tmp_path, small_disk, monkeypatch):
+    """A real small file system where mounting is allowed, else ENOSPC from every writer; either way the disk is
+    full to the last byte when the run next writes, and the record still says why it failed."""
+    import ablate.run.checkpoint
+    import ablate.run.record
+    run_dir = (small_disk or tmp_path) / "run"
+    injected = DevFull(run_dir)
+    evaluate = ablate.run.train.evaluate
+
+    def evaluate_then_fill(*args, **kwargs):
+        result = evaluate(*args, **kwargs)
+        if small_disk is not None:
+            fill(small_disk)
+        injected.full = True
+        return result
+    monkeypatch.setattr(ablate.run.train, "evaluate", evaluate_then_fill)
+    if small_disk is None:
+        for module in (ablate.run.record, ablate.run.checkpoint):
+            monkeypatch.setattr(module, "open", injected, raising=False)
+    with pytest.raises(OSError):
+        run(compose(TINY), run_dir, TINY)
+    record = read_record(run_dir)
+    line = f"{FULL} {run_dir / 'history.csv'}"
+    assert record.status == "failed" and record.error == line, record.error
+    assert (run_dir / "error.txt").read_text().splitlines()[0] == line
+    assert not list(run_dir.glob(".*.tmp")) and not (run_dir / ".reserve").exists()
+
+
+@pytest.mark.parametrize("layer", ["checkpoint.pt (torch)", "results.json (json)", "val_correct.npz (numpy)",
+                                   "history.csv (csv)", "error.txt"])
+def test_every_writer_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, layer):
+    import numpy as np
+
+    import ablate.run.checkpoint
+    import ablate.run.record
+    from ablate.errors import WriteError
+    from ablate.run.record import RunRecord, write_error, write_history, write_record, write_val_correct
+    injected = DevFull(tmp_path)
+    injected.full = True
+    (tmp_path / ".reserve").write_bytes(b"")
+    for module in (ablate.run.record, ablate.run.checkpoint):
+        monkeypatch.setattr(module, "open", injected, raising=False)
+    write = {
+        "checkpoint.pt (torch)": lambda: ablate.run.checkpoint.save_checkpoint(
+            tmp_path / "checkpoint.pt", {"w": torch.zeros(100_000)}),
+        "results.json (json)": lambda: write_record(tmp_path, RunRecord("g", "v")),
+        "val_correct.npz (numpy)": lambda: write_val_correct(tmp_path, np.ones(10_000, bool)),
+        "history.csv (csv)": lambda: write_history(tmp_path, [{"epoch": 1, "top1": 1.0}] * 500),
+        "error.txt": lambda: write_error(tmp_path, "why", "x" * 100_000),
+    }[layer]
+    with pytest.raises(WriteError) as failed:
+        write()
+    name = layer.split()[0]
+    assert str(failed.value) == f"{FULL} {tmp_path / name}"
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / name).exists()
+
+
+def test_files_follow_the_umask(tmp_path):
+    from ablate.report.outdir import staged
+    from ablate.run.record import RunRecord, write_record
+    previous = os.umask(0o022)
+    try:
+        write_record(tmp_path / "run", RunRecord("g", "v"))
+        with staged(tmp_path / "report") as folder:
+            (folder / "table.md").write_text("t")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "run" / "results.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "report").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "report" / "table.md").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A read-only folder: a read-only mount where allowed (root ignores permissions), else mode 555."""
+    folder = tmp_path / "ro"
+    with tmpfs(folder, "ro,size=1m") as mounted:
+        if not mounted:
+            if os.geteuid() == 0:
+                pytest.skip("root, and mounting is not allowed: no folder is read-only to this process")
+            folder.chmod(0o555)
+        yield folder
+        if not mounted:
+            folder.chmod(0o755)
+
+
+def test_a_read_only_folder_is_refused_in_one_line(read_only):
+    from ablate.errors import WriteError
+    from ablate.run.record import ensure_writable
+    with pytest.raises(WriteError, match=rf"cannot write to {read_only}: "):
+        ensure_writable(read_only / "outputs" / "run")
+    with pytest.raises(WriteError, match=rf"cannot lock {read_only}: "):
+        with locked(read_only):
+            pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_a_read_only_output_folder_is_refused_before_any_work(read_only, tmp_path, mode):
+    args = ["model=xs", f"hydra.run.dir={read_only}/run"] if mode == "run" else \
+        ["-m", "pool_size=3,5", "model=xs", f"hydra.sweep.dir={read_only}/sweep"]
+    proc = subprocess.run([sys.executable, "-m", "ablate", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    key = "hydra.run.dir" if mode == "run" else "hydra.sweep.dir"
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert proc.stderr.startswith(f"error: cannot write to {read_only}: ") and f"{key}=PATH" in proc.stderr
+    assert "training" not in proc.stdout
+
+
+# --- the report folder is published all at once -----------------------------------------------------------------
+
+def publish(out: Path, files: dict[str, str]) -> None:
+    from ablate.report.outdir import staged
+    with staged(out) as folder:
+        for name, text in files.items():
+            (folder / name).write_text(text)
+
+
+def report_files(out: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize("kill", ["before the swap", "between two renames"])
+def test_a_report_killed_while_publishing_leaves_the_old_one_whole(tmp_path, monkeypatch, kill):
+    import ablate.report.outdir as outdir
+    out = tmp_path / "report"
+    publish(out, {"a.md": "old", "b.md": "old"})
+    rename = os.rename
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    def killed_at_second_rename(src, dst):
+        if Path(src).name.startswith(".report.staging-"):
+            raise KeyboardInterrupt
+        rename(src, dst)
+    with monkeypatch.context() as m:
+        if kill == "before the swap":  # where RENAME_EXCHANGE swaps, the only moment a kill can land
+            m.setattr(outdir, "_swap", killed)
+        else:  # a file system without it (e.g. NFS): the old report is set aside, then the new one moved in
+            m.setattr(outdir, "_exchange", lambda a, b: False)
+            m.setattr(outdir.os, "rename", killed_at_second_rename)
+        with pytest.raises(KeyboardInterrupt):
+            publish(out, {"a.md": "new", "b.md": "new", "c.md": "new"})
+    if kill == "before the swap":
+        assert report_files(out) == {"a.md": "old", "b.md": "old"}
+    else:
+        aside, = tmp_path.glob(".report.old-*")
+        assert not out.exists() and report_files(aside) == {"a.md": "old", "b.md": "old"}
+    publish(out, {"a.md": "newer", "b.md": "newer"})  # the next report puts back, cleans up, publishes
+    assert report_files(out) == {"a.md": "newer", "b.md": "newer"}
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging, no old copy, no lock left
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_leaves_a_whole_report(tmp_path):
+    out = tmp_path / "report"
+    loop = ("import sys, itertools\nfrom pathlib import Path\nfrom ablate.report.outdir import staged\n"
+            "for v in itertools.count():\n    with staged(Path(sys.argv[1])) as f:\n"
+            "        for i in range(20):\n            (f / f'{i}.md').write_text(f'{v}' * 50_000)\n")
+    rng, published = np.random.default_rng(0), 0
+    for _ in range(6):
+        child = subprocess.Popen([sys.executable, "-c", loop, str(out)])
+        time.sleep(0.8 + rng.uniform(0, 0.6))
+        child.kill()
+        child.wait()
+        if out.exists():
+            versions = {text[:len(text) // 50_000] for text in report_files(out).values()}
+            assert len(versions) == 1 and len(report_files(out)) == 20, versions
+            published += 1
+    assert published >= 3  # the kills landed while reports were being published, not before the first
+    publish(out, {"a.md": "last"})
+    assert report_files(out) == {"a.md": "last"}
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_a_report_folder_an_older_version_left_mixed_is_repaired(tmp_path, caplog):
+    from ablate.report.outdir import MANIFEST
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "a.md").write_text("new")  # moved in before the kill; the manifest still has the old hash
+    (out / "b.md").write_text("old")
+    (out / MANIFEST).write_text(json.dumps({"a.md": "0" * 64, "b.md": "0" * 64}))
+    for i in range(3):
+        (out / f".staging-{i}").mkdir()
+    (out / "notes.txt").write_text("mine")
+    publish(out, {"a.md": "newest", "b.md": "newest"})
+    assert report_files(out) == {"a.md": "newest", "b.md": "newest", "notes.txt": "mine"}
+    assert not list(out.glob(".staging-*")) and "repairing it" in caplog.text
+
+
+def test_a_report_keeps_files_it_did_not_write_and_cleans_stale_staging(tmp_path):
+    out = tmp_path / "report"
+    publish(out, {"a.md": "1"})
+    (out / "notes.txt").write_text("mine")
+    (tmp_path / ".report.staging-dead").mkdir()  # left by a report killed before it published
+    publish(out, {"a.md": "2"})
+    assert report_files(out) == {"a.md": "2", "notes.txt": "mine"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_out_naming_a_file_is_refused_in_one_line(tmp_path, capsys):
+    from ablate.report.build import main
+    run_dir = tmp_path / "run"
+    write_record_of(run_dir)
+    target = tmp_path / "table.md"
+    target.write_text("a file")
+    assert main([str(run_dir), "--out", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {target} is a file, not a folder; choose another --out\n"
+    assert target.read_text() == "a file"
+
+
+def write_record_of(run_dir: Path, status: str = "completed", top1: float | None = 80.0, seed: int = 0) -> None:
+    from ablate.run.record import RunRecord, write_record
+    write_record(run_dir, RunRecord("Baseline", "PoolFormer", row="baseline", is_baseline=True, status=status,
+                                    top1=top1, epochs_done=1, epochs=2, model="xs", data="digits", sweep="s",
+                                    seed=seed))
+
+
+# --- wandb, late checks, data trees ---------------------------------------------------------------------------------
+
+def test_wandb_online_without_a_server_goes_on_offline_with_one_warning(tmp_path, monkeypatch, caplog):
+    import wandb
+
+    from ablate.run.record import RunRecord
+    from ablate.run.tracking import Tracker
+    calls = []
+
+    def init(**kwargs):
+        calls.append((kwargs["mode"], kwargs["settings"].init_timeout))
+        if kwargs["mode"] == "online":
+            raise wandb.errors.CommError("Run initialization has timed out after 30.0 sec.")
+        return type("Run", (), {"log": lambda *a, **k: None, "summary": {}, "finish": lambda *a, **k: None})()
+    monkeypatch.setattr(wandb, "init", init)
+    cfg = compose(["wandb.enabled=true", "wandb.mode=online"])
+    with Tracker(cfg, RunRecord("g", "v"), tmp_path) as tracker:
+        tracker.log({"epoch": 1, "top1": 1.0})
+    assert calls == [("online", 30.0), ("offline", 30.0)]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "logging offline instead" in warnings[0].message
+
+
+@pytest.mark.slow
+def test_real_wandb_online_with_no_server_goes_on_offline_in_bounded_time(tmp_path, monkeypatch, caplog):
+    from ablate.run.record import RunRecord
+    from ablate.run.tracking import Tracker
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: as with no network
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose(["wandb.enabled=true", "wandb.mode=online", "wandb.init_timeout_s=5"])
+    with Tracker(cfg, RunRecord("g", "v"), tmp_path) as tracker:  # wandb's own timeout would be 90 s
+        tracker.log({"epoch": 1, "top1": 1.0})
+    assert tracker.run is not None
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "could not start online within 5 s" in warnings[0], warnings
+
+
+def test_wandb_that_fails_altogether_never_fails_the_run(tmp_path, monkeypatch, caplog):
+    import wandb
+
+    from ablate.run.record import RunRecord
+    from ablate.run.tracking import Tracker
+
+    def init(**kwargs):
+        raise wandb.errors.UsageError("api_key not configured (no-tty)")
+    monkeypatch.setattr(wandb, "init", init)
+    with Tracker(compose(["wandb.enabled=true", "wandb.mode=online"]), RunRecord("g", "v"), tmp_path) as tracker:
+        tracker.log({"epoch": 1})
+    assert tracker.run is None and "the run goes on" in caplog.text
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["seed=1180591620717411303424"], r"seed=1180591620717411303424 must be an integer in 0\.\.4294967295"),
+    (["seed=-1"], r"seed=-1 must be an integer in 0\.\.4294967295"),
+    (["train.batch_size=5000"], r"train.batch_size=5000 exceeds the 1437 training images of data=digits"),
+])
+def test_numbers_out_of_range_are_refused_before_any_work(overrides, message):
+    from ablate.config import check_run_config
+    with pytest.raises(ConfigError, match=message):
+        check_run_config(compose(overrides))
+
+
+def test_a_batch_larger_than_an_image_folder_is_refused_without_decoding(image_tree):
+    root = image_tree(("cat", "dog", "fox"), per_class=2)
+    for path in (root / "train").rglob("*.JPEG"):
+        path.write_bytes(b"not decoded")  # counted as files, never opened
+    from ablate.config import check_run_config
+    with pytest.raises(ConfigError, match=r"train.batch_size=7 exceeds the 6 training images of data=folder"):
+        check_run_config(compose(["data=folder", f"data.root={root}", "train.batch_size=7"]))
+    check_run_config(compose(["data=folder", f"data.root={root}", "train.batch_size=6"]))
+
+
+def test_hidden_files_and_folders_are_skipped_at_every_depth_and_counted(image_tree):
+    from ablate.data import build_data
+    root = image_tree(("cat", "dog"), per_class=2)
+    (root / "train" / "cat" / "._cat_0.JPEG").write_bytes(b"\0\5\26\7AppleDouble")  # copied from a Mac
+    checkpoints = root / "train" / "dog" / ".ipynb_checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "dog_0-checkpoint.JPEG").write_bytes((root / "train" / "dog" / "dog_0.JPEG").read_bytes())
+    (root / "val" / ".DS_Store").write_bytes(b"\0")
+    (root / "val" / ".trash").mkdir()  # a hidden folder beside the classes: not a class
+    data = build_data(compose(["data=folder", f"data.root={root}", "data.img_size=32", "train.batch_size=2"]))
+    assert data.num_classes == 2 and len(data.train) == 4 and len(data.val) == 4
+    assert not any("/." in path for path, _ in data.train.samples + data.val.samples)
+    assert data.info["hidden_skipped"] == 3  # ._cat_0.JPEG, .ipynb_checkpoints/, .trash/ (.DS_Store is no image dir)
+
+
+def test_an_unreadable_image_found_late_is_one_line_also_from_a_worker(image_tree):
+    from torch.utils.data import DataLoader
+
+    from ablate.data import build_data
+    from ablate.errors import UnreadableImageError
+    root = image_tree(("cat", "dog"), per_class=2)
+    broken = root / "train" / "cat" / "cat_1.JPEG"
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated
+    data = build_data(compose(["data=folder", f"data.root={root}", "data.verify=false", "data.img_size=32",
+                               "train.batch_size=2"]))
+    with pytest.raises(UnreadableImageError) as failed:
+        list(DataLoader(data.train, batch_size=4, num_workers=1))
+    message = str(failed.value)
+    assert message.startswith(f"cannot read image {broken}: ") and "\n" not in message
+    assert "data.verify=true" in message
+
+
+# --- locks, checkpoints, job lists ----------------------------------------------------------------------------------
+
+def hold(folder: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_lock_wait_says_whom_it_waits_for_and_for_how_long(tmp_path, caplog):
+    holder = hold(tmp_path)
+    try:
+        with pytest.raises(RunDirError, match=rf"in use by pid {holder.pid}"):
+            with locked(tmp_path, wait_s=0.5, what="report folder"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 1 and f"in use by pid {holder.pid} on host " in said[0]
+    assert "waiting up to 0 s" in said[0] or "waiting up to 1 s" in said[0]
+
+
+def test_a_marker_whose_heartbeat_stopped_long_ago_is_taken_at_once(tmp_path):
+    holder = hold(tmp_path)
+    try:
+        holder.send_signal(signal.SIGSTOP)  # alive, but its heartbeat stopped ...
+        old = time.time() - 600  # ... ten minutes ago
+        os.utime(tmp_path / ".lock", (old, old))
+        with locked(tmp_path, wait_s=30):  # half a lease: unrefreshed for a whole lease counted from now, it would
+            pass                             # be refused (RunDirError)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_bad_checkpoint_is_called_untrusted_or_corrupt_never_to_be_loaded_unsafely(tmp_path):
+    from ablate.run.checkpoint import load_checkpoint
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+    torch.save({"model": Payload()}, tmp_path / "malicious.pt")
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "malicious.pt").read_bytes()[:100])
+    for name in ("malicious.pt", "truncated.pt"):
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint(tmp_path / name)
+        message = str(refused.value)
+        assert "\n" not in message and "weights_only" not in message and "untrusted" in message
+        assert "corrupt" in message and "move it aside" in message
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_a_garbled_job_list_is_said_to_be_unreadable_not_missing(tmp_path, capsys):
+    from ablate.sweep.status import main
+    (tmp_path / "multirun.yaml").write_text("hydra: [\n  garbage: {\n")
+    assert main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'multirun.yaml'} is unreadable (" in err and "no readable multirun.yaml" in err
+
+
+# --- sweeps cut short -----------------------------------------------------------------------------------------------
+
+class UncompletedJobError(RuntimeError):
+    """As submitit names it, for a job that the cluster preempted and requeued."""
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_path, monkeypatch, capsys):
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.ablate_sweeper import AblateSweeper
+    sweep_dir = tmp_path / "sweep"
+    write_record_of(sweep_dir / "baseline" / "seed=0")
+    write_record_of(sweep_dir / "baseline" / "seed=1", status="interrupted", top1=None, seed=1)
+
+    def requeued(self, arguments):
+        raise UncompletedJobError("Job 4242 (task: 0) with path ... has not produced any output (state: PENDING)")
+    monkeypatch.setattr(BasicSweeper, "sweep", requeued)
+    sweeper = AblateSweeper(max_batch_size=None)
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}},
+                                       "wandb": {"enabled": False, "mode": "offline"}})
+    with pytest.raises(SystemExit) as ended:
+        sweeper.sweep([])
+    assert ended.value.code == 143
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("interrupted (SIGTERM, or jobs the cluster requeued)")
+    assert f"{sweep_dir}/report" in err and "the same command resumes the rest" in err
+    table = (sweep_dir / "report" / "table.md").read_text()
+    assert "interrupted" in table and "80.00" in table
+
+
+@pytest.mark.slow
+def test_a_sweep_interrupted_mid_job_writes_its_report_and_exits_143(tmp_path):
+    proc = cli("-m", "pool_size=3,5", "model=xs", "train.epochs=3", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    records = tmp_path / "sweep"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # the first job done, the second past its first epoch
+        states = [json.loads(p.read_text()) for p in records.glob("*/seed=0/results.json")]
+        if len(states) == 2 and sorted(s["status"] for s in states)[0] == "completed" and \
+                min(s["epochs_done"] for s in states) >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out[-3000:]
+    assert out.strip().splitlines()[-1].startswith("interrupted (SIGTERM"), out[-3000:]
+    assert "Traceback" not in out
+    statuses = sorted(json.loads(p.read_text())["status"] for p in records.glob("*/seed=0/results.json"))
+    assert statuses == ["completed", "interrupted"]
+    table = (records / "report" / "table.md").read_text()
+    assert "interrupted" in table and "completed" not in table.split("interrupted")[0][-5:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_the_whole_process_group_with_workers_interrupts(photo_tree, tmp_path, sig, code):
+    root = photo_tree(classes=2, train_per_class=16, val_per_class=4, size=(40, 40))
+    args = ["model=xs", "data=folder", f"data.root={root}", "data.img_size=32", "data.verify=false",
+            "train.batch_size=4", "train.num_workers=2", "train.epochs=50", "hydra.run.dir=run"]
+    proc = cli(*args, cwd=tmp_path, start_new_session=True)  # its own group, as a SLURM job step
+    record = tmp_path / "run" / "results.json"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and not (
+            record.exists() and json.loads(record.read_text())["epochs_done"] >= 1):
+        time.sleep(0.1)
+    os.killpg(proc.pid, sig)
+    out, _ = proc.communicate(timeout=120)
+    interrupted = json.loads(record.read_text())
+    assert proc.returncode == code, out[-3000:]
+    assert interrupted["status"] == "interrupted", interrupted["error"]
+    assert "Traceback" not in out and "killed by signal" not in out, out[-3000:]

@@ -17,6 +17,7 @@ from ablate.errors import ConfigError
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/, linked into the package
 GROUPS = ("model", "mixer", "norm", "act", "data", "train")
 LOADERS = ("auto", "batched", "dali", "torch")
+MAX_SEED = 2**32 - 1
 
 
 def group_options(group: str) -> list[str]:
@@ -142,8 +143,8 @@ def check_config(cfg: DictConfig) -> None:
     root = cfg.data.root
     if root is not None and not Path(root).expanduser().exists():
         raise ConfigError(f"data.root={root}: no such directory")
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
-        raise ConfigError(f"seed={cfg.seed!r} must be an integer")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed={cfg.seed!r} must be an integer in 0..{MAX_SEED} (2**32-1, numpy's range)")
     check_loader(cfg)
     accumulation_steps(t, int(os.environ.get("WORLD_SIZE", "1")))  # torchrun's process count, as training sees it
 
@@ -166,6 +167,18 @@ def accumulation_steps(train: DictConfig, world_size: int) -> int:
         hint = f"e.g. train.batch_size={max(b for b in range(1, min(batch, share) + 1) if share % b == 0)}"
     raise ConfigError(f"train.global_batch={goal} is not a multiple of train.batch_size={batch} × {world_size} "
                       f"process(es) = {batch * world_size}; {hint}")
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """``check_config``, and what only a run of ``cfg`` needs: ``train.batch_size`` against the training images,
+    counted without decoding (a folder's files only until there are enough), so a run that cannot form one batch
+    stops before loading anything."""
+    check_config(cfg)
+    from ablate.data.listing import train_images  # imports no torch
+    n = train_images(cfg, at_most=cfg.train.batch_size)
+    if n is not None and n < cfg.train.batch_size:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {n} training images of "
+                          f"data={cfg.data.name}; lower it")
 
 
 def dali_installed() -> bool:

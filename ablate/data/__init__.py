@@ -1,12 +1,16 @@
 """Data sets by name: each builder turns ``cfg.data`` (and the recipe in ``cfg.train``) into a DataBundle."""
+from __future__ import annotations
+
 import pkgutil
 from dataclasses import dataclass, field
 from importlib import import_module
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
-from torch.utils.data import Dataset
+
+if TYPE_CHECKING:  # torch loads with the data sets, not with the package: the config checks list files without it
+    from torch.utils.data import Dataset
 
 from ablate.registry import Registry
 

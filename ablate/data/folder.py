@@ -2,7 +2,8 @@
 
 Layout (torchvision's ImageFolder): ``ROOT/train/<class>/**/<image>`` and ``ROOT/val/<class>/**/<image>``, images
 being files with one of torchvision's IMG_EXTENSIONS (any case). Labels are the class names in sorted order, so a
-tree gets the same labels here as in ImageFolder. Folders whose names start with "." are not classes.
+tree gets the same labels here as in ImageFolder. Names starting with "." are skipped at every depth (not classes,
+not images: a Mac's ``._x.JPEG``, ``.ipynb_checkpoints/``), and their number goes into the record.
 
 Start-up checks, each a one-line ConfigError naming the key, before any training: data.root set and a directory;
 train/ and val/ present and holding class folders; val/ holding the same classes as train/; every class folder holding
@@ -15,6 +16,7 @@ With ``data.verify=true`` (the default for data=folder) every image is decoded a
 the number of unreadable files and the first paths; otherwise the first load of a broken file raises
 UnreadableImageError naming it.
 """
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -24,18 +26,16 @@ from pathlib import Path
 from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset, pil_loader
+from torchvision.datasets.folder import pil_loader
 
 from ablate.data import DATASETS, DataBundle
+from ablate.data.listing import IMG_EXTENSIONS, hidden, image_files
 from ablate.data.transforms import eval_transform, train_transform
-from ablate.errors import ConfigError
+from ablate.errors import ConfigError, UnreadableImageError
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val")
 LAYOUT = "a folder with train/<class>/<image> and val/<class>/<image>"
-
-
-class UnreadableImageError(OSError):
-    """An image file that PIL cannot decode; the message names the path."""
 
 
 class ImageFolderSplit(Dataset):
@@ -56,7 +56,8 @@ def load_image(path: str) -> Image.Image:
     try:
         return pil_loader(path)
     except (OSError, SyntaxError) as err:  # what PIL raises for truncated, corrupt and non-image files
-        raise UnreadableImageError(f"cannot read image {path}: {err}") from err
+        raise UnreadableImageError(f"cannot read image {path}: {err}; remove or replace it (data.verify=true finds "
+                                   f"every unreadable image before training)") from err
 
 
 def preview(names: list[str], k: int = 5) -> str:
@@ -81,18 +82,25 @@ def split_dir(root: Path, split: str, where: str) -> Path:
     return path
 
 
-def class_folders(root: Path, split: str, where: str) -> list[str]:
+def class_folders(root: Path, split: str, where: str, skipped: list[str] | None = None) -> list[str]:
+    """The class folders of ``split``; hidden ones are added to ``skipped``."""
     with os.scandir(split_dir(root, split, where)) as entries:
-        names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+        folders = [e for e in entries if e.is_dir()]
+    if skipped is not None:
+        skipped += [e.path for e in folders if hidden(e.name)]
+    names = sorted(e.name for e in folders if not hidden(e.name))
     if not names:  # e.g. ImageNet's val/ as the tarball ships it: 50,000 files and no class folders
         raise ConfigError(f"{where}: {split}/ has no class folders; images must sit in {split}/<class>/ to be labelled")
     return names
 
 
-def scan(root: Path, split: str, classes: list[str], where: str) -> list[tuple[str, int]]:
-    """(path, label) of every image under ``split/<class>/``; a class without images is an error."""
-    samples = make_dataset(split_dir(root, split, where), {c: i for i, c in enumerate(classes)},
-                           extensions=IMG_EXTENSIONS, allow_empty=True)
+def scan(root: Path, split: str, classes: list[str], where: str,
+         skipped: list[str] | None = None) -> list[tuple[str, int]]:
+    """(path, label) of every image under ``split/<class>/``, hidden entries passed over (and added to ``skipped``);
+    a class without images is an error."""
+    folder = split_dir(root, split, where)
+    samples = [(path, label) for label, c in sorted(enumerate(classes), key=lambda lc: lc[1])
+               for path in image_files(folder / c, skipped)]
     counts = Counter(label for _, label in samples)
     empty = [c for i, c in enumerate(classes) if not counts[i]]
     if empty:
@@ -136,9 +144,10 @@ def image_folder_bundle(cfg: DictConfig, root: Path, classes: list[str] | None =
     if is_store(root):
         from ablate.data.store import store_bundle  # the store module builds on this one's scan
         return store_bundle(cfg, root, classes, expect_classes)
+    skipped: list[str] = []
     if classes is None:
-        classes = class_folders(root, "train", where)
-        val_classes = class_folders(root, "val", where)
+        classes = class_folders(root, "train", where, skipped)
+        val_classes = class_folders(root, "val", where, skipped)
         if val_classes != classes:
             missing, extra = sorted(set(classes) - set(val_classes)), sorted(set(val_classes) - set(classes))
             raise ConfigError(f"{where}: val/ classes differ from train/'s: "
@@ -146,11 +155,14 @@ def image_folder_bundle(cfg: DictConfig, root: Path, classes: list[str] | None =
     if expect_classes is not None and len(classes) != expect_classes:
         raise ConfigError(f"{where}: train/ has {len(classes)} class folders, data={cfg.data.name} needs "
                           f"{expect_classes} (data=folder takes any number)")
-    train, val = (scan(root, split, classes, where) for split in SPLITS)
+    train, val = (scan(root, split, classes, where, skipped) for split in SPLITS)
+    if skipped:
+        log.info("%s: skipped %d hidden files and folders (names starting with \".\"), e.g. %s", where, len(skipped),
+                 preview(skipped, 3))
     if cfg.data.verify:
         verify_images(train + val, where)
     info = {"root": str(root), "num_classes": len(classes), "train_images": len(train), "val_images": len(val),
-            "verified": bool(cfg.data.verify)}
+            "verified": bool(cfg.data.verify), "hidden_skipped": len(skipped)}
     return DataBundle(ImageFolderSplit(train, classes, train_transform(cfg)),
                       ImageFolderSplit(val, classes, eval_transform(cfg)), len(classes), info)
 

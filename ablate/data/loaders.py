@@ -1,6 +1,8 @@
 """Batches for the training loop: a DataLoader or DALI for image files; on-device gathering (and the batched recipe)
 for in-memory tensors and pixel stores."""
 import math
+import os
+import signal
 from collections.abc import Iterable, Iterator, Sized
 from typing import Protocol
 
@@ -108,9 +110,24 @@ def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.devi
         from ablate.data.dali.batches import dali_loaders  # DALI loads only when asked for
         return dali_loaders(cfg, specs, device)
     common = {"num_workers": t.num_workers, "pin_memory": device.type == "cuda",
-              "persistent_workers": t.num_workers > 0}
+              "persistent_workers": t.num_workers > 0, "worker_init_fn": quiet_on_interrupt}
     return tuple(DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=drop, **common)
                  for ds, sampler, bs, drop in specs)
+
+
+def quiet_on_interrupt(worker_id: int) -> None:
+    """In a DataLoader worker: SIGINT and SIGTERM end it quietly (exit 0).
+
+    A signal to the whole process group (SLURM's, or Ctrl-C in a terminal) reaches the workers too. Killed by it,
+    they would make the main process raise ``DataLoader worker ... is killed by signal`` while it handles the same
+    signal as an interruption, and the run would be recorded as failed.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_quietly)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    os._exit(0)
 
 
 def pick_loader(cfg: DictConfig, data: DataBundle, device: torch.device) -> str:

@@ -5,14 +5,16 @@ tests read its attributes, so a renamed field fails where it is read instead of 
 empty column. Writes are atomic (temp file + rename), so an interrupted run never leaves a half-written
 file. Imports no torch: the report reads records without it.
 """
+import contextlib
 import csv
 import hashlib
 import json
 import os
 import platform
+import secrets
 import statistics
 import subprocess
-import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -31,6 +33,8 @@ RESULTS = "results.json"
 HISTORY = "history.csv"
 ERROR = "error.txt"
 TEMP_PATTERN = ".*.tmp"  # atomic_write's temp files
+RESERVE = ".reserve"  # space set aside while a run trains, freed to record a failure on a full disk
+RESERVE_BYTES = 256 * 1024  # error.txt and results.json, a few KB each, several times over
 RUN_CONFIG = ".hydra"
 VAL_CORRECT = "val_correct.npz"
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
@@ -196,6 +200,25 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def fresh_path(parent: Path, prefix: str, suffix: str, create: Callable[[Path], None]) -> Path:
+    """``parent/<prefix><random><suffix>``, made by ``create``, which must fail with FileExistsError on a taken name.
+
+    Unlike tempfile's mkstemp and mkdtemp, which make files 600 and folders 700, what ``create`` makes follows the
+    user's umask: on a shared cluster a labmate can read the runs and reports.
+    """
+    while True:
+        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            create(path)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _create_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` on a temp file beside ``path`` (TEMP_PATTERN), then rename it over ``path``.
 
@@ -205,8 +228,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
+        tmp = str(fresh_path(path.parent, f".{path.name}.", ".tmp", _create_file))
         write(tmp)
         os.replace(tmp, path)
     except OSError as e:
@@ -215,6 +237,42 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def probe_folder(folder: Path) -> float:
+    """Touch ``folder``, which needs the right to write in it; return the file system's clock minus this host's.
+
+    OSError when ``folder`` cannot be written (permissions, a read-only mount). A touch, not a probe file, which a
+    kill could leave behind.
+    """
+    os.utime(folder)
+    return os.stat(folder).st_mtime - time.time()
+
+
+def ensure_writable(folder: Path) -> None:
+    """WriteError, in one line, unless ``folder`` (or, where it does not exist yet, the folder it would be made in)
+    takes new files: tried, because permissions alone say nothing of a read-only mount."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        probe_folder(existing)
+    except OSError as e:
+        raise WriteError(e.errno, f"cannot write to {existing}: {(e.strerror or str(e)).lower()}") from e
+
+
+def reserve_space(run_dir: Path) -> None:
+    """Set RESERVE_BYTES aside in ``run_dir``, so that a run that fills the disk can still record why it failed.
+
+    Random bytes, which no file system stores sparse or compressed.
+    """
+    atomic_write(Path(run_dir) / RESERVE, lambda tmp: Path(tmp).write_bytes(os.urandom(RESERVE_BYTES)))
+
+
+def release_space(run_dir: Path) -> None:
+    """Free what ``reserve_space`` set aside: before the last writes of a run, whatever ended it."""
+    with contextlib.suppress(OSError):  # a folder gone read-only: the writes that follow say so
+        (Path(run_dir) / RESERVE).unlink(missing_ok=True)
 
 
 def remove_stray_temp_files(folder: Path) -> list[Path]:
@@ -239,7 +297,8 @@ def write_run_config(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -
 def write_error(run_dir: Path, summary: str, details: str) -> None:
     """``error.txt``: the one-line reason first, then the traceback."""
     def dump(tmp: str) -> None:
-        Path(tmp).write_text(f"{summary}\n\n{details}", encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(f"{summary}\n\n{details}")
     atomic_write(Path(run_dir) / ERROR, dump)
 
 

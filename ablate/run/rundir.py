@@ -4,10 +4,13 @@ The lock is a filelock ``SoftFileLease``: a marker file (``.lock``) created excl
 heartbeat thread, which works on local disks and on the shared file systems of SLURM clusters, where
 ``flock`` is unreliable. Its marker names the holder's pid and host. Stale locks: one whose holder's pid is
 dead on this host is taken at once; one from another host is taken once its heartbeat has stopped for
-``LEASE_S`` seconds (e.g. a requeued SLURM job whose first run was killed on another node).
+``LEASE_S`` seconds (e.g. a requeued SLURM job whose first run was killed on another node), at once when that
+was long ago. A wait says whom it waits for and for how long.
 """
 import logging
+import os
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +18,8 @@ from typing import Any
 
 from filelock import SoftFileLease, Timeout
 
-from ablate.errors import RunDirError
-from ablate.run.record import remove_stray_temp_files
+from ablate.errors import RunDirError, WriteError
+from ablate.run.record import probe_folder, remove_stray_temp_files
 
 log = logging.getLogger(__name__)
 LOCK = ".lock"
@@ -31,27 +34,87 @@ def _marker(lock_path: Path) -> dict[str, str]:
         return {}
 
 
+class _Lease(SoftFileLease):
+    """filelock's lease, which also takes a marker at once when its last heartbeat is older than the lease.
+
+    filelock counts a marker's age from when this process first saw it, so a marker left minutes ago would be
+    waited on for a whole lease; its mtime, which the heartbeat touches, says how long it has really been left.
+    ``fs_offset_s`` turns this host's clock into the file system's, so the hosts' clocks need not agree.
+    """
+
+    fs_offset_s = 0.0
+
+    def _marker_unchanged_for(self, marker: os.stat_result) -> float:
+        return max(super()._marker_unchanged_for(marker), _age(marker.st_mtime, self.fs_offset_s))
+
+
+def _holder_alive_here(holder: dict[str, str]) -> bool | None:
+    """Whether the holder runs on this host (True / False for its pid), or None for another host's."""
+    if holder.get("host", "").split("?")[0] != socket.gethostname():
+        return None
+    try:
+        os.kill(int(holder.get("pid", "")), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        pass
+    return True
+
+
 @contextmanager
-def locked(folder: Path, wait_s: float = 0.0, what: str = "run directory") -> Iterator[None]:
-    """Hold ``folder``'s lock for the block; RunDirError when a live process holds it for longer than ``wait_s``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK
-    holder = _marker(path)
-    # A holder on another host cannot be probed: it counts as live until its lease has run out unrefreshed,
-    # which the waiting side must see for itself.
-    if holder and holder.get("host", "").split("?")[0] != socket.gethostname():
-        wait_s = max(wait_s, 1.5 * LEASE_S)
-    lock = SoftFileLease(path, lease_duration=LEASE_S)
+def locked(folder: Path, wait_s: float = 0.0, what: str = "run directory",
+           lock_path: Path | None = None) -> Iterator[None]:
+    """Hold ``folder``'s lock (``lock_path``, by default ``folder/.lock``) for the block.
+
+    RunDirError when a live process holds it for longer than ``wait_s``, WriteError when the lock cannot be written.
+    """
+    path = lock_path or folder / LOCK
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _Lease(path, lease_duration=LEASE_S)
+        lock.fs_offset_s = probe_folder(path.parent)
+    except OSError as e:
+        raise _cannot_lock(folder, e) from e
+    holder, alive = _marker(path), None
+    if holder:
+        alive = _holder_alive_here(holder)
+        # A holder on another host cannot be probed: it counts as live until its lease has run out unrefreshed.
+        if alive is None:
+            wait_s = max(wait_s, 1.5 * LEASE_S)
+    if holder and alive is not False and wait_s > 0:
+        heartbeat = _heartbeat_age(path, lock.fs_offset_s)
+        if heartbeat is not None and heartbeat < LEASE_S:
+            log.warning("%s: this %s is in use by pid %s on host %s (last heartbeat %.0f s ago); waiting up to %.0f s "
+                        "for it (a lock whose heartbeat stops for %.0f s is taken)", folder, what,
+                        holder.get("pid", "?"), holder.get("host", "?"), heartbeat, wait_s, LEASE_S)
     try:
         lock.acquire(timeout=wait_s)
     except Timeout:
         holder = _marker(path)
         raise RunDirError(f"{folder}: this {what} is in use by pid {holder.get('pid', '?')} on host "
                           f"{holder.get('host', '?')}") from None
+    except OSError as e:
+        raise _cannot_lock(folder, e) from e
     try:
         yield
     finally:
         lock.release()
+
+
+def _cannot_lock(folder: Path, e: OSError) -> WriteError:
+    return WriteError(e.errno, f"cannot lock {folder}: {(e.strerror or str(e)).lower()}")
+
+
+def _age(mtime: float, fs_offset_s: float) -> float:
+    """Seconds since ``mtime``, a time of the file system's clock."""
+    return time.time() + fs_offset_s - mtime
+
+
+def _heartbeat_age(path: Path, fs_offset_s: float) -> float | None:
+    try:
+        return _age(path.stat().st_mtime, fs_offset_s)
+    except OSError:
+        return None
 
 
 @contextmanager

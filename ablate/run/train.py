@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ablate.run.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from ablate.config import check_config
+from ablate.config import check_run_config
 from ablate.config.checks import accumulation_steps
 from ablate.data import build_data
 from ablate.config.design import free_overrides, name_run
@@ -45,8 +45,8 @@ from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
 from ablate.data.loaders import Batches, build_loaders, epoch_seed
 from ablate.config.model import build_model, min_train_bytes
 from ablate.model import fast_norms, model_stats
-from ablate.run.record import (RunRecord, now, read_record, write_error, write_history, write_record, write_run_config,
-                           write_val_correct)
+from ablate.run.record import (RunRecord, now, read_record, release_space, reserve_space, write_error, write_history,
+                               write_record, write_run_config, write_val_correct)
 from ablate.run.rundir import check_same_run, claimed
 from ablate.run.tracking import Tracker
 
@@ -66,7 +66,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: st
 
     A directory held by a live process, or holding another config's run, is refused (RunDirError) untouched.
     """
-    check_config(cfg)
+    check_run_config(cfg)
     device = pick_device(cfg.train.device)
     d = init_distributed(device)
     run_dir = Path(broadcast(str(run_dir), d))  # under torchrun each rank's Hydra picks its own dir
@@ -79,6 +79,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: st
                 return previous
             record.resume_from(previous)
         if d.is_main:
+            reserve_space(run_dir)
             write_run_config(run_dir, cfg, overrides)
             write_record(run_dir, record)
         _fit_and_record(cfg, run_dir, record, device, d)
@@ -96,11 +97,11 @@ def _claim_for_all_ranks(run_dir: Path, record: RunRecord, d: Dist) -> Iterator[
                 previous = read_record(run_dir)
                 if previous is not None:
                     check_same_run(previous.config, record.config, run_dir)
-            except RunDirError as e:
-                error = str(e)
+            except (RunDirError, WriteError) as e:  # WriteError: e.g. a read-only directory
+                error = e
         error, previous = broadcast((error, previous), d)
         if error:
-            raise RunDirError(error)
+            raise error
         yield previous
 
 
@@ -112,19 +113,24 @@ def _fit_and_record(cfg: DictConfig, run_dir: Path, record: RunRecord, device: t
     except Diverged as e:
         record.status, record.error = "diverged", str(e)
         log.warning("%s diverged: %s", record.variant, e)
-    except INTERRUPTS as e:
-        record.status = "interrupted"
-        record.error = (f"interrupted by {_cause(e)} after epoch {record.epochs_done}; "
-                        "the same command resumes it from its checkpoint")
-        raise
     except BaseException as e:
+        interrupt = _interruption(e)
+        if interrupt is not None:
+            record.status = "interrupted"
+            record.error = (f"interrupted by {_cause(interrupt)} after epoch {record.epochs_done}; "
+                            "the same command resumes it from its checkpoint")
+            if interrupt is e:
+                raise
+            raise interrupt from None
         record.status, record.error = "failed", _one_line(e)
         if d.is_main:
+            release_space(run_dir)  # on a full disk, what lets the reason be written
             _best_effort(write_error, run_dir, record.error, traceback.format_exc())
         raise
     finally:
         record.updated_at = now()
         if d.is_main:
+            release_space(run_dir)
             _best_effort(write_record, run_dir, record)
 
 
@@ -135,14 +141,21 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
         return
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, Interrupted.on_signal)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _interruption(e: BaseException) -> BaseException | None:
+    """The interrupt that ``e`` is, or that it was raised while handling (e.g. DataLoader workers that a signal to
+    the whole process group stopped, seen while the interrupt unwinds); None for a failure of its own."""
+    while e is not None:
+        if isinstance(e, INTERRUPTS):
+            return e
+        e = e.__context__
+    return None
 
 
 def _cause(e: BaseException) -> str:

@@ -1,14 +1,17 @@
-"""Hydra's callback for sweeps: every job's config checked before the first one trains, the report at the end."""
+"""Hydra's callback: the output folder and every job's config checked before the first one trains, the report at the
+end of a sweep."""
 import logging
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ablate.config import compose
-from ablate.errors import ConfigError, ReportError, RunDirError
+from ablate.config import check_run_config, compose
+from ablate.errors import ConfigError, Interrupted, ReportError, RunDirError, WriteError
+from ablate.run.record import ensure_writable
 from ablate.sweep.jobs import job_overrides
 from ablate.sweep.status import job_line
 
@@ -17,14 +20,28 @@ log = logging.getLogger(__name__)
 BAD_STATUSES = ("failed", "diverged")
 
 
+def _check_writable(folder: Path, key: str) -> None:
+    """SystemExit, in one line, before Hydra writes its log there, when ``folder`` cannot be written."""
+    try:
+        ensure_writable(folder)
+    except WriteError as e:
+        # SystemExit, because Hydra turns a callback's exceptions into warnings and carries on.
+        raise SystemExit(f"error: {e}; choose a writable folder with {key}=PATH") from None
+
+
 class SweepCallback(Callback):
-    """Checks every job's config before the first one trains; writes the report when the sweep ends."""
+    """Checks that the output folder is writable and every job's config before the first one trains; writes the
+    report when the sweep ends."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(Path(config.hydra.run.dir), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
         jobs = job_overrides(config)
         try:
             for overrides in jobs:
-                compose(overrides)
+                check_run_config(compose(overrides))
         except ConfigError as e:
             # SystemExit, because Hydra turns a callback's exceptions into warnings and carries on.
             raise SystemExit(f"error: {e}") from e
@@ -36,25 +53,54 @@ class SweepCallback(Callback):
             log.info(job_line(Path(hc.sweep.dir), hc.job.num, Path(hc.runtime.output_dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from ablate.report.build import NoRecordsError, load_runs, write_report  # pandas, matplotlib: only at the end
-        from ablate.run.tracking import log_report
-
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            runs = load_runs([sweep_dir])
-        except NoRecordsError as e:
-            raise SystemExit(f"error: no run left a record ({e})") from e
-        statuses = runs.status.value_counts().to_dict()
-        log.info("runs: %s", ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
-        problems = [f"{statuses[s]} run(s) {s}" for s in BAD_STATUSES if statuses.get(s)]
-        try:
-            log.info("report: %s", write_report(runs, sweep_dir / "report"))
-            log_report(config, sweep_dir / "report", next(iter(runs.sweep.dropna()), None))
-        except (ReportError, RunDirError) as e:
-            problems.append(f"no report: {e}")
-        except Exception:  # a report problem must not hide the finished runs
-            log.exception("could not build the report for %s", sweep_dir)
-            problems.append("no report (see the log)")
+        problems = write_sweep_report(config)
         if problems:
             # Every job ran; the exit code tells scripts what the report shows.
             raise SystemExit(f"error: {'; '.join(problems)}; error.txt in a failed run's directory says why")
+
+
+def write_sweep_report(config: DictConfig) -> list[str]:
+    """The report of every run the sweep of ``config`` has recorded so far, in ``<sweep dir>/report``; what went
+    wrong (runs failed or diverged, no report), for the sweep's last line."""
+    from ablate.report.build import NoRecordsError, load_runs, write_report  # pandas, matplotlib: only at the end
+    from ablate.run.tracking import log_report
+
+    sweep_dir = Path(config.hydra.sweep.dir)
+    try:
+        runs = load_runs([sweep_dir])
+    except NoRecordsError as e:
+        return [f"no run left a record ({e})"]
+    statuses = runs.status.value_counts().to_dict()
+    log.info("runs: %s", ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
+    problems = [f"{statuses[s]} run(s) {s}" for s in BAD_STATUSES if statuses.get(s)]
+    try:
+        log.info("report: %s", write_report(runs, sweep_dir / "report"))
+        log_report(config, sweep_dir / "report", next(iter(runs.sweep.dropna()), None))
+    except (ReportError, RunDirError) as e:
+        problems.append(f"no report: {e}")
+    except Exception:  # a report problem must not hide the finished runs
+        log.exception("could not build the report for %s", sweep_dir)
+        problems.append("no report (see the log)")
+    return problems
+
+
+REQUEUED = ("UncompletedJobError",)  # submitit's, for jobs the cluster preempted and requeued; by name: optional
+
+
+def interrupt_code(e: BaseException) -> int | None:
+    """130 (SIGINT) or 143 (SIGTERM, requeued jobs) when ``e`` cut a sweep short, None for any other error."""
+    if isinstance(e, KeyboardInterrupt):
+        return 130
+    if isinstance(e, Interrupted) or type(e).__name__ in REQUEUED:
+        return 143
+    return None
+
+
+def end_interrupted(config: DictConfig, code: int) -> NoReturn:
+    """The end of a sweep cut short: the report of what finished, one line, and exit ``code``."""
+    problems = write_sweep_report(config)
+    also = f"; also: {'; '.join(problems)}" if problems else ""
+    cause = "SIGINT" if code == 130 else "SIGTERM, or jobs the cluster requeued"
+    print(f"interrupted ({cause}): the report of the runs that finished is in {config.hydra.sweep.dir}/report{also}; "
+          "the same command resumes the rest", file=sys.stderr)
+    raise SystemExit(code)

@@ -3,6 +3,7 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -12,14 +13,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ablate.config import CONF_DIR, check_config, check_overrides
-from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, WriteError
+from ablate.config import CONF_DIR, check_overrides, check_run_config
+from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, UnreadableImageError, WriteError
 from ablate.run.record import RESULTS, RunRecord
+from ablate.sweep.callback import interrupt_code
 from ablate.sweep.jobs import register_resolvers
 
 log = logging.getLogger("ablate")
 # Errors that one line explains: no traceback, and in a sweep the next job goes on.
-USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, WriteError)
+USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, WriteError, UnreadableImageError)
 # Here, not in main(): a submitit job process imports this module to unpickle the task, and Hydra
 # resolves the job's directory (which names these resolvers) before it calls the task.
 register_resolvers()
@@ -30,7 +32,7 @@ def _task(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        check_config(cfg)  # before torch loads: a bad value answers in a second
+        check_run_config(cfg)  # before torch loads: a bad value answers in a second
         from ablate.run.train import run
         sweep = hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if multirun else None)
         run_dir = Path(hc.runtime.output_dir)
@@ -62,6 +64,10 @@ def summary_line(record: RunRecord, run_dir: Path) -> str:
 
 
 def main() -> None:
+    # A log file on a full disk or a read-only mount: the run's one-line error says so, not a traceback per line.
+    logging.raiseExceptions = False
+    # SIGTERM (SLURM, kill) between a sweep's jobs too, not only while one trains: the sweep reports what finished.
+    signal.signal(signal.SIGTERM, Interrupted.on_signal)
     try:
         check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
     except ConfigError as e:
@@ -77,4 +83,4 @@ def main() -> None:
         _task()
     except (KeyboardInterrupt, Interrupted) as e:
         print("interrupted: each run keeps its last finished epoch; the same command resumes", file=sys.stderr)
-        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 143)
+        sys.exit(interrupt_code(e))

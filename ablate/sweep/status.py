@@ -87,10 +87,15 @@ def _seconds(start: str | datetime, end: str | datetime) -> float | None:
 
 
 def _job_list(sweep_dir: Path) -> list[list[str]]:
-    """The sweep's jobs (override lists) from its multirun.yaml; none when it is missing or unreadable."""
+    """The sweep's jobs (override lists) from its multirun.yaml; none when it is missing or unreadable (said once)."""
     try:
         return job_overrides(OmegaConf.load(sweep_dir / JOB_LIST))
-    except Exception:  # a sweep being set up, or a file of another Hydra version: the records still show
+    except FileNotFoundError:  # a sweep being set up
+        return []
+    except Exception as e:  # garbled, or of another Hydra version: the records still show
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        print(f"warning: {sweep_dir / JOB_LIST} is unreadable ({type(e).__name__}: {first}); the jobs that have "
+              "not started are not shown", file=sys.stderr)
         return []
 
 
@@ -175,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     jobs = collect(root)
     if not jobs:
-        print(f"error: {root}: no {RESULTS} and no {JOB_LIST} (not a run or sweep directory)", file=sys.stderr)
+        job_list = "no readable" if any(root.rglob(JOB_LIST)) else "no"
+        print(f"error: {root}: no {RESULTS} and {job_list} {JOB_LIST} (not a run or sweep directory)",
+              file=sys.stderr)
         return 1
     print(f"{root}\n{table(jobs)}\n{summary(jobs)}")
     return 0
