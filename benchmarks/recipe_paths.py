@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ablate import compose
-from ablate.data.fashion_mnist import FILES, load_split
+from ablate.data.fashion_mnist import load_split
 from ablate.data.store import write_store
 from ablate.run.train import run
 

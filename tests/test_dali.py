@@ -21,7 +21,7 @@ from ablate import compose  # noqa: E402
 from ablate.data.dali.transforms import BINS_PER_LEVEL, FILL, RandAugment, timm_rand_augment  # noqa: E402
 from ablate.data import build_data  # noqa: E402
 from ablate.data.fake import photo  # noqa: E402
-from ablate.data.folder import UnreadableImageError  # noqa: E402
+from ablate.errors import UnreadableImageError  # noqa: E402
 from ablate.run.distributed import Dist  # noqa: E402
 from ablate.errors import ConfigError  # noqa: E402
 from ablate.data.loaders import build_loaders  # noqa: E402

@@ -17,7 +17,7 @@ from ablate import compose
 from ablate.config import CONF_DIR
 from ablate.data import build_data
 from ablate.data.fashion_mnist import FILES, read_idx
-from ablate.data.folder import UnreadableImageError
+from ablate.errors import UnreadableImageError
 from ablate.data.imagenet100 import class_list
 from ablate.data.imagenet100 import main as build_imagenet100
 from ablate.data.transforms import eval_transform, train_transform

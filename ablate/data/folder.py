@@ -17,8 +17,6 @@ the number of unreadable files and the first paths; otherwise the first load of 
 UnreadableImageError naming it.
 """
 import logging
-import os
-from collections import Counter
 from collections.abc import Callable
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
@@ -26,15 +24,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import pil_loader
 
 from ablate.data import DATASETS, DataBundle
-from ablate.data.listing import IMG_EXTENSIONS, hidden, image_files
+from ablate.data.listing import SPLITS, class_folders, load_image, preview, scan
 from ablate.data.transforms import eval_transform, train_transform
-from ablate.errors import ConfigError, UnreadableImageError
+from ablate.errors import ConfigError
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val")
 LAYOUT = "a folder with train/<class>/<image> and val/<class>/<image>"
 
 
@@ -52,19 +48,6 @@ class ImageFolderSplit(Dataset):
         return self.transform(load_image(path)), label
 
 
-def load_image(path: str) -> Image.Image:
-    try:
-        return pil_loader(path)
-    except (OSError, SyntaxError) as err:  # what PIL raises for truncated, corrupt and non-image files
-        raise UnreadableImageError(f"cannot read image {path}: {err}; remove or replace it (data.verify=true finds "
-                                   f"every unreadable image before training)") from err
-
-
-def preview(names: list[str], k: int = 5) -> str:
-    """The first ``k`` names and how many more, for one-line errors."""
-    return ", ".join(names[:k]) + (f" (+{len(names) - k} more)" if len(names) > k else "")
-
-
 def root_dir(cfg: DictConfig, holds: str) -> Path:
     """``data.root`` as an existing directory; ``holds`` describes what it must be, for the error."""
     if cfg.data.root is None:
@@ -73,40 +56,6 @@ def root_dir(cfg: DictConfig, holds: str) -> Path:
     if not root.is_dir():
         raise ConfigError(f"data.root={cfg.data.root}: no such directory; it must point to {holds}")
     return root
-
-
-def split_dir(root: Path, split: str, where: str) -> Path:
-    path = root / split
-    if not path.is_dir():
-        raise ConfigError(f"{where}: no {split}/ folder (expected {split}/<class>/<image>)")
-    return path
-
-
-def class_folders(root: Path, split: str, where: str, skipped: list[str] | None = None) -> list[str]:
-    """The class folders of ``split``; hidden ones are added to ``skipped``."""
-    with os.scandir(split_dir(root, split, where)) as entries:
-        folders = [e for e in entries if e.is_dir()]
-    if skipped is not None:
-        skipped += [e.path for e in folders if hidden(e.name)]
-    names = sorted(e.name for e in folders if not hidden(e.name))
-    if not names:  # e.g. ImageNet's val/ as the tarball ships it: 50,000 files and no class folders
-        raise ConfigError(f"{where}: {split}/ has no class folders; images must sit in {split}/<class>/ to be labelled")
-    return names
-
-
-def scan(root: Path, split: str, classes: list[str], where: str,
-         skipped: list[str] | None = None) -> list[tuple[str, int]]:
-    """(path, label) of every image under ``split/<class>/``, hidden entries passed over (and added to ``skipped``);
-    a class without images is an error."""
-    folder = split_dir(root, split, where)
-    samples = [(path, label) for label, c in sorted(enumerate(classes), key=lambda lc: lc[1])
-               for path in image_files(folder / c, skipped)]
-    counts = Counter(label for _, label in samples)
-    empty = [c for i, c in enumerate(classes) if not counts[i]]
-    if empty:
-        raise ConfigError(f"{where}: no images ({' '.join(IMG_EXTENSIONS)}) in {split}/ class folders: "
-                          f"{preview(empty)}")
-    return samples
 
 
 def is_store(root: Path) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from ablate.data.folder import SPLITS, class_folders, preview, scan
+from ablate.data.listing import SPLITS, class_folders, preview, scan
 from ablate.data.store import CHUNK, Layout, gib, plan_store, write_store
 from ablate.errors import ConfigError
 

@@ -32,7 +32,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ablate.data import DataBundle
-from ablate.data.folder import SPLITS, class_folders, load_image, preview, scan
+from ablate.data.listing import SPLITS, class_folders, load_image, preview, scan
 from ablate.data.transforms import eval_pil
 from ablate.errors import ConfigError
 

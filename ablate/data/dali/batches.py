@@ -22,8 +22,9 @@ from omegaconf import DictConfig
 from torch.utils.data import Sampler
 
 from ablate.data.dali.transforms import INPUT, train_graph, val_graph
-from ablate.data.folder import ImageFolderSplit, UnreadableImageError, decode_error
+from ablate.data.folder import ImageFolderSplit, decode_error
 from ablate.data.transforms import erase_batch
+from ablate.errors import UnreadableImageError
 
 PREFETCH = 2  # batches DALI works on ahead of the training step
 
