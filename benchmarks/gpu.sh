@@ -7,12 +7,14 @@
 #
 # Offline: torch and torchvision must be installed; the other packages come from a wheelhouse (docs/gpu.md) given
 # by --wheelhouse DIR or ABLATE_WHEELHOUSE=DIR, installed first with pip --no-index. Each part runs under its own
-# time limit (PART_S below, 8 minutes in all on one H100/H200), and a part that runs out keeps what it measured.
-# OUTDIR gets at most 8 files: summary.txt and one file per part, each headed by its command, commit, GPU, driver,
+# time limit (the seconds in `parts` below: 460 s in all on one H100/H200), and a part that runs out of time stops
+# on SIGTERM and still writes what it measured.
+# OUTDIR gets at most 8 files: summary.txt, setup.txt and one per part, each headed by its command, commit, GPU, driver,
 # torch version and date. --cpu (automatic without CUDA) runs the same parts at tiny sizes: the test suite's check
 # (tests/test_benchmarks.py) that the command still works.
 set -u -o pipefail
 usage="usage: bash benchmarks/gpu.sh OUTDIR [--cpu] [--wheelhouse DIR]"
+command="bash benchmarks/gpu.sh $*"
 out="" cpu=0 wheelhouse="${ABLATE_WHEELHOUSE:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -32,7 +34,7 @@ export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python=${PYTHON:-python}
 
 setup_log="$out/setup.txt"
-"$python" benchmarks/header.py "bash benchmarks/gpu.sh $*" > "$setup_log"
+"$python" benchmarks/header.py "$command" > "$setup_log"
 if [ -n "$wheelhouse" ]; then
     # --no-deps: the list is complete without torch; resolving it would ask for torch's own dependencies.
     "$python" -m pip install --no-index --no-deps --find-links "$wheelhouse" -r benchmarks/gpu-requirements.txt \
@@ -46,23 +48,24 @@ fi
 # name, seconds, command: the GPU run, then the same parts at tiny sizes for --cpu.
 if [ "$cpu" = 0 ]; then
     parts=(
-        "tests 110 $python -m pytest -q -rs -p no:cacheprovider -m gpu tests"
+        "tests 100 $python -m pytest -q -rs -p no:cacheprovider -m gpu tests"
         "step 150 $python benchmarks/throughput.py --sections step"
-        "kernels 90 $python benchmarks/throughput.py --sections pooling,rows --no-compile"
-        "loader 110 $python benchmarks/loader.py --images 6144"
+        "kernels 90 $python benchmarks/throughput.py --sections pooling,rows --no-compile --steps 5"
+        "loader 120 $python benchmarks/loader.py --images 6144"
     )
 else
-    tiny="--img-size 32 --batch 2 --steps 1 --rounds 1 --no-compile --device cpu --threads 1"
+    small="--img-size 32 --batch 2 --steps 1"
+    tiny="$small --rounds 1 --no-compile --device cpu --threads 1"
     parts=(
-        "tests 60 $python -m pytest -q -rs -p no:cacheprovider -m gpu tests/test_gpu.py"
-        "step 60 $python benchmarks/throughput.py --sections step $tiny"
-        "kernels 60 $python benchmarks/throughput.py --sections pooling,rows --rows baseline,pool9 $tiny"
-        "loader 90 $python benchmarks/loader.py --images 20 --model xs --img-size 32 --batch 2 --workers 0 --steps 1 --original-only --cpu"
+        "tests 120 $python -m pytest -q -rs -p no:cacheprovider -m gpu tests/test_gpu.py"
+        "step 120 $python benchmarks/throughput.py --sections step $tiny"
+        "kernels 180 $python benchmarks/throughput.py --sections pooling,rows --rows baseline,pool9 $tiny"
+        "loader 180 $python benchmarks/loader.py $small --images 20 --model xs --workers 0 --original-only --cpu"
     )
 fi
 
 summary="$out/summary.txt"
-"$python" benchmarks/header.py "bash benchmarks/gpu.sh $*" > "$summary.part"
+"$python" benchmarks/header.py "$command" > "$summary.part"
 printf '%-8s %-10s %6s  %s\n' part status seconds file >> "$summary.part"
 failed=0
 for part in "${parts[@]}"; do

@@ -103,7 +103,7 @@ def test_each_pooling_kernel_equals_avg_pool2d_on_cuda(device, pool_size, implem
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
 
 
-# --- data paths: the GPU's batches against the CPU's -------------------------------------------------------------------
+# --- data paths: the GPU's batches against the CPU's -----------------------------------------------------------------
 
 def _tensor_set(n: int = 40) -> TensorDataset:
     g = torch.Generator().manual_seed(0)
