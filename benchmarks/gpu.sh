@@ -86,7 +86,7 @@ for part in "${parts[@]}"; do
 done
 {
     echo "# goals and projections, from the files above:"
-    grep -h '^# goal:\|^# Table 5 on ImageNet-100' "$out"/step.txt "$out"/kernels.txt "$out"/loader.txt
+    (cd "$out" && grep '^# goal:\|^# Table 5 on ImageNet-100' step.txt kernels.txt loader.txt)
     grep -h -E '^[0-9]+ (passed|skipped|failed)|(passed|skipped|failed|error).* in [0-9.]+s' "$out/tests.txt" |
         tail -n 1 | sed 's/^/# gpu tests: /'
 } >> "$summary.part"

@@ -150,15 +150,16 @@ def make_trees(tmp: Path, args: argparse.Namespace) -> list[tuple[str, Path]]:
     """The generated JPEG tree and (unless ``--original-only``) its prepared copy, labelled for the table."""
     tic = time.perf_counter()
     per_class = max(args.batch * 2 // CLASSES + 1, args.images // CLASSES)
-    original = write_jpeg_tree(tmp / "original", CLASSES, per_class, max(1, per_class // 10),
-                               workers=os.cpu_count() or 1)
+    # Processes only where they pay: forking a process that already runs torch's threads (a test) can hang.
+    workers = min(os.cpu_count() or 1, CLASSES * per_class // 256 + 1)
+    original = write_jpeg_tree(tmp / "original", CLASSES, per_class, max(1, per_class // 10), workers=workers)
     kb = sum(p.stat().st_size for p in (original / "train").rglob("*.JPEG")) / (CLASSES * per_class) / 1024
     print(f"  {CLASSES * per_class} training JPEGs, 500×375, {kb:.0f} KB on average, made in "
           f"{time.perf_counter() - tic:.0f} s", file=sys.stderr)
     if args.original_only:
         return [("", original)]
     prepared = tmp / "prepared"
-    prepare(original, prepared, short_side=320, workers=os.cpu_count())
+    prepare(original, prepared, short_side=320, workers=workers)
     print(f"  and their prepared copy (427×320), in {time.perf_counter() - tic:.0f} s", file=sys.stderr)
     return [("", original), (", prepared copy", prepared)]
 
