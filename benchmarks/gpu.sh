@@ -31,7 +31,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 mkdir -p "$out" && out="$(cd "$out" && pwd)"
 cd "$repo" || exit 1
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-python=${PYTHON:-python}
+python=${PYTHON:-$(command -v python > /dev/null && echo python || echo python3)}
 
 setup_log="$out/setup.txt"
 "$python" benchmarks/header.py "$command" > "$setup_log"
@@ -48,7 +48,7 @@ fi
 # name, seconds, command: the GPU run, then the same parts at tiny sizes for --cpu.
 if [ "$cpu" = 0 ]; then
     parts=(
-        "tests 100 $python -m pytest -q -rs -p no:cacheprovider -m gpu tests"
+        "tests 100 $python -m pytest -q -rs -p no:cacheprovider -m gpu tests/test_gpu.py"
         "step 150 $python benchmarks/throughput.py --sections step"
         "kernels 90 $python benchmarks/throughput.py --sections pooling,rows --no-compile --steps 5"
         "loader 120 $python benchmarks/loader.py --images 6144"
