@@ -4,11 +4,12 @@
     python benchmarks/loader.py --images 20 --model xs --img-size 32 --batch 2 --workers 0 --steps 1 \
         --original-only --cpu                        # a tiny CPU run, end to end in seconds (tests/test_benchmarks.py)
 
-Generates a tree of ImageNet-like JPEGs (500×375, quality 90, ~100 KB) in a temporary folder, and a copy of it
-prepared with ``python -m ablate.data.prepare`` (shorter side 320), then measures, each over a warm epoch:
-loader-only img/s of every loader in ``LOADERS`` on each tree (a loader that cannot run here is listed as skipped,
-with the reason); the model alone (random batches, as benchmarks/throughput.py with the recipe's settings); and end
-to end, ``ablate.run.train.run`` with ``train=paper`` and each loader (the trainer's own img/s of its second epoch).
+Generates a tree of ImageNet-like JPEGs (500×375, quality 90, ~100 KB) in a temporary folder, a copy of it
+prepared with ``python -m ablate.data.prepare`` (shorter side 320) and a pixel store of it (``--format pixels``),
+then measures, each over a warm epoch: loader-only img/s of every loader in ``LOADERS`` on each of its inputs (a
+loader that cannot run here is listed as skipped, with the reason); the model alone (random batches, as
+benchmarks/throughput.py with the recipe's settings); and end to end, ``ablate.run.train.run`` with ``train=paper``
+and each loader (the trainer's own img/s of its second epoch).
 It prints the fraction of time the GPU waits for data (1 - end to end / model only) and the hours a Table 5 sweep
 on ImageNet-100 would take at each speed (workload.py: rows from sweeps/table5/, epochs from train=imagenet100).
 """
@@ -32,6 +33,7 @@ from ablate.data import build_data
 from ablate.data.fake import write_jpeg_tree
 from ablate.data.loaders import build_loaders
 from ablate.data.prepare import prepare
+from ablate.data.store import write_store
 from ablate.run.distributed import Dist, pick_device
 from ablate.run.train import run
 from throughput import STOPS, build, recipe_dtype, recipe_setting, stop_on_sigterm, sync
@@ -52,11 +54,13 @@ class Loader:
     name: str  # data.loader
     on_gpu: bool = False  # makes its batches on the GPU, so it needs CUDA
     missing: Callable[[], str | None] = lambda: None  # why it cannot run on this machine, or None
+    reads: str = "jpeg"  # its input, a key of make_inputs: "jpeg" (the JPEG trees) or "store" (the pixel store)
 
 
 # Measured side by side, in this order; a new data path is one more entry.
 LOADERS = [Loader("torch DataLoader", "torch"), Loader("dali on the CPU", "dali", missing=_no_dali),
-           Loader("dali on the GPU", "dali", on_gpu=True, missing=_no_dali)]
+           Loader("dali on the GPU", "dali", on_gpu=True, missing=_no_dali),
+           Loader("batched, pixel store", "batched", reads="store")]
 
 
 def why_not(loader: Loader, device: torch.device) -> str | None:
@@ -78,7 +82,8 @@ def trainer_loaders(device: torch.device) -> list[Loader]:
 def config(root: Path, args: argparse.Namespace, loader: str, *extra: str):
     return compose(["data=folder", f"data.root={root}", f"data.loader={loader}", "data.verify=false",
                     f"data.img_size={args.img_size}", f"model={args.model}", "train=paper",
-                    f"train.batch_size={args.batch}", f"train.num_workers={args.workers}", *extra])
+                    f"train.batch_size={args.batch}", "train.global_batch=null",  # a step per batch, as measured
+                    f"train.num_workers={args.workers}", *extra])
 
 
 def loader_only(root: Path, args: argparse.Namespace, loader: Loader, device: torch.device) -> float:
@@ -146,8 +151,9 @@ def measure(cases: list[tuple[str, Callable[[], float] | str]]) -> dict[str, flo
     return {name: results.get(name, "not measured: interrupted") for name, _ in cases}
 
 
-def make_trees(tmp: Path, args: argparse.Namespace) -> list[tuple[str, Path]]:
-    """The generated JPEG tree and (unless ``--original-only``) its prepared copy, labelled for the table."""
+def make_inputs(tmp: Path, args: argparse.Namespace) -> dict[str, list[tuple[str, Path]]]:
+    """Each kind of input (``Loader.reads``), labelled for the table: the generated JPEG tree and (unless
+    ``--original-only``) its prepared copy; the same images as a pixel store (prepare --format pixels' default)."""
     tic = time.perf_counter()
     per_class = max(args.batch * 2 // CLASSES + 1, args.images // CLASSES)
     # Processes only where they pay: forking a process that already runs torch's threads (a test) can hang.
@@ -156,26 +162,31 @@ def make_trees(tmp: Path, args: argparse.Namespace) -> list[tuple[str, Path]]:
     kb = sum(p.stat().st_size for p in (original / "train").rglob("*.JPEG")) / (CLASSES * per_class) / 1024
     print(f"  {CLASSES * per_class} training JPEGs, 500×375, {kb:.0f} KB on average, made in "
           f"{time.perf_counter() - tic:.0f} s", file=sys.stderr)
-    if args.original_only:
-        return [("", original)]
-    prepared = tmp / "prepared"
-    prepare(original, prepared, short_side=320, workers=workers)
-    print(f"  and their prepared copy (427×320), in {time.perf_counter() - tic:.0f} s", file=sys.stderr)
-    return [("", original), (", prepared copy", prepared)]
+    store = write_store(original, tmp / "store", 256, img_size=args.img_size,
+                        crop_pct=compose([f"model={args.model}"]).model.crop_pct, workers=workers)
+    assert not store["errors"], store["errors"]
+    print(f"  and their pixel store (256×341 box), in {time.perf_counter() - tic:.0f} s", file=sys.stderr)
+    inputs = {"jpeg": [("", original)], "store": [("", tmp / "store")]}
+    if not args.original_only:
+        prepare(original, tmp / "prepared", short_side=320, workers=workers)
+        print(f"  and their prepared copy (427×320), in {time.perf_counter() - tic:.0f} s", file=sys.stderr)
+        inputs["jpeg"].append((", prepared copy", tmp / "prepared"))
+    return inputs
 
 
-def cases(trees: list[tuple[str, Path]], args: argparse.Namespace, device: torch.device, loaders_only: bool
-          ) -> list[tuple[str, Callable[[], float] | str]]:
-    """Every loader on every tree alone, then the model alone and each loader the trainer can use end to end."""
+def cases(inputs: dict[str, list[tuple[str, Path]]], args: argparse.Namespace, device: torch.device,
+          loaders_only: bool) -> list[tuple[str, Callable[[], float] | str]]:
+    """Every loader on each of its inputs alone, then the model alone and each loader the trainer can use end to
+    end."""
     found = [(loader, why_not(loader, device)) for loader in LOADERS]
     chosen = [(f"loader only: {loader.label}{label}", reason or partial(loader_only, tree, args, loader, device))
-              for loader, reason in found for label, tree in trees]
+              for loader, reason in found for label, tree in inputs[loader.reads]]
     if loaders_only:
         return chosen
     chosen += [("model only", partial(model_only, args, device))]
     chosen += [(f"end to end: {loader.label}{label}", why_not(loader, device) or
                 partial(end_to_end, tree, args, loader, device))
-               for loader in trainer_loaders(device) for label, tree in trees]
+               for loader in trainer_loaders(device) for label, tree in inputs[loader.reads]]
     return chosen
 
 
@@ -221,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = pick_device("cpu" if args.cpu else "auto")
     with tempfile.TemporaryDirectory() as tmp, stop_on_sigterm():
-        results = measure(cases(make_trees(Path(tmp), args), args, device, args.loaders_only))
+        results = measure(cases(make_inputs(Path(tmp), args), args, device, args.loaders_only))
     report(results, args, device)
 
 

@@ -84,8 +84,9 @@ def test_loader_measures_each_loader_side_by_side_and_skips_what_cannot_run(monk
 def test_a_gpu_loader_is_skipped_without_cuda_and_trained_end_to_end_with_it():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert [x.label for x in loader.LOADERS if loader.why_not(x, cpu) == "needs CUDA"] == ["dali on the GPU"]
-    assert [x.label for x in loader.trainer_loaders(cpu)] == ["torch DataLoader", "dali on the CPU"]
-    assert [x.label for x in loader.trainer_loaders(cuda)] == ["torch DataLoader", "dali on the GPU"]
+    store = "batched, pixel store"
+    assert [x.label for x in loader.trainer_loaders(cpu)] == ["torch DataLoader", "dali on the CPU", store]
+    assert [x.label for x in loader.trainer_loaders(cuda)] == ["torch DataLoader", "dali on the GPU", store]
 
 
 @pytest.mark.slow
