@@ -22,17 +22,18 @@ def build_model(cfg: DictConfig, num_classes: int) -> MetaFormer:
     return MetaFormer.from_names(**model_args(cfg), num_classes=num_classes)
 
 
-def min_train_bytes(cfg: DictConfig, bytes_per_element: int) -> int:
+def min_train_bytes(cfg: DictConfig, hidden_bytes: int) -> int:
     """A lower bound on the memory one training step of ``cfg`` needs: activations kept for the backward pass
     (per block at least the two sub-blocks' inputs and the MLP's hidden map before and after its activation)
-    and the token-grid matrices of grid-bound mixers. Real steps take about twice as much (S12 at 224, batch 128:
-    5.1 GiB measured on an H200, 2.6 GiB by this bound)."""
+    and the token-grid matrices of grid-bound mixers. The residual stream, the matrices and the norms' outputs
+    stay fp32 under bf16 autocast (4 bytes); only the MLP's hidden maps take ``hidden_bytes`` (2 under bf16
+    autocast, 4 in fp32). Real steps take about twice as much (tests/test_gpu.py checks that it is a bound)."""
     m = cfg.model
     hidden = 2 * m.mlp_ratio if cfg.channel_mlp else 0
     names = stage_mixer_names(cfg)
-    elements = 0
+    total = 0
     for depth, dim, (h, w), name in zip(m.depths, m.dims, stage_grids(cfg.data.img_size, len(names)), names):
-        elements += cfg.train.batch_size * depth * (2 + hidden) * dim * h * w
+        total += cfg.train.batch_size * depth * (2 * 4 + hidden * hidden_bytes) * dim * h * w
         if MIXERS.get(name).needs_grid:
-            elements += depth * (h * w) ** 2
-    return elements * bytes_per_element
+            total += depth * (h * w) ** 2 * 4
+    return total

@@ -60,9 +60,10 @@ class TensorBatches:
         stream."""
         indices = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
         if self.home == self.device:
-            for index in indices:
-                at = index.to(self.home)
-                yield index, [t[at] for t in self.tensors]
+            # One copy of the order per epoch: a copy per batch from pageable memory would wait for the GPU.
+            at_home = order.to(self.home)
+            for i, index in enumerate(indices):
+                yield index, [t[at_home[i * self.batch_size:(i + 1) * self.batch_size]] for t in self.tensors]
             return
         stream = torch.cuda.Stream(self.device)
 

@@ -30,7 +30,7 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
-from timm.utils import ModelEmaV3, accuracy
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -182,6 +182,7 @@ def _best_effort(write: Callable[..., None], *args: Any) -> None:
 def _check_fits(cfg: DictConfig, device: torch.device) -> None:
     """ConfigError when a training step cannot fit in the device's memory whatever else is running."""
     if device.type == "cuda":
+        # bf16 autocast halves the MLP's hidden maps only: the residual stream stays fp32 (min_train_bytes)
         total, size = torch.cuda.get_device_properties(device).total_memory, 2 if cfg.train.amp else 4
     else:
         total, size = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), 4
@@ -339,22 +340,22 @@ def _grad_sync(net: nn.Module, sync: bool) -> AbstractContextManager:
 def evaluate(model: nn.Module, loader: Batches, device: torch.device, d: Dist, amp: torch.autocast,
              channels_last: bool = False) -> tuple[dict[str, float], torch.Tensor]:
     """Top-1/top-5 (%) and loss over this rank's shard of the val set, summed over ranks; and every val
-    image's top-1 correctness (bool, CPU) in dataset order, gathered from all ranks."""
+    image's top-1 correctness (bool, CPU) in dataset order, gathered from all ranks.
+
+    Sums stay on the device until the end, so the host waits once per evaluation, not once per batch."""
     model.eval()
-    n = loss = c1 = c5 = 0.0
+    n, sums = 0, torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1 hits, top-5 hits
     hits = [torch.zeros(0, dtype=torch.bool, device=device)]
     for x, y in loader:
         x, y = _to(x, device, channels_last), y.to(device, non_blocking=True)
         with amp:
             logits = model(x).float()
         hit = logits.argmax(1).eq(y)  # top-1 from the same bits the report bootstraps over
-        top5, = accuracy(logits, y, topk=(min(5, logits.shape[1]),))
+        top5 = logits.topk(min(5, logits.shape[1]), 1).indices.eq(y[:, None]).any(1)
         n += len(y)
-        loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        c1 += hit.sum().item()
-        c5 += top5.item() * len(y) / 100
+        sums += torch.stack([nn.functional.cross_entropy(logits, y, reduction="sum"), hit.sum(), top5.sum()])
         hits.append(hit)
-    n, loss, c1, c5 = all_reduce_sum([n, loss, c1, c5], d, device)
+    n, loss, c1, c5 = all_reduce_sum([n, *sums.tolist()], d, device)
     correct = gather_strided(torch.cat(hits).to(torch.uint8), d, int(n)).bool().cpu()
     return {"val_loss": loss / n, "top1": 100 * c1 / n, "top5": 100 * c5 / n}, correct
 

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# One command proves the GPU side: the `gpu` tests, the step benchmark (ours vs timm, eager and compiled), each
+# pooling kernel at pool 3/5/7/9 and every Table 5 row, the loaders end to end on a generated JPEG tree, the
+# fraction of time the GPU waits, and the projected Table 5 GPU-hours on ImageNet-100.
+#
+#   bash benchmarks/gpu.sh OUTDIR [--cpu] [--wheelhouse DIR]
+#
+# Offline: torch and torchvision must be installed; the other packages come from a wheelhouse (docs/gpu.md) given
+# by --wheelhouse DIR or ABLATE_WHEELHOUSE=DIR, installed first with pip --no-index. Each part runs under its own
+# time limit (the seconds in `parts` below: 460 s in all on one H100/H200), and a part that runs out of time stops
+# on SIGTERM and still writes what it measured.
+# OUTDIR gets at most 8 files: summary.txt, setup.txt and one per part, each headed by its command, commit, GPU, driver,
+# torch version and date. --cpu (automatic without CUDA) runs the same parts at tiny sizes: the test suite's check
+# (tests/test_benchmarks.py) that the command still works.
+set -u -o pipefail
+usage="usage: bash benchmarks/gpu.sh OUTDIR [--cpu] [--wheelhouse DIR]"
+command="bash benchmarks/gpu.sh $*"
+out="" cpu=0 wheelhouse="${ABLATE_WHEELHOUSE:-}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cpu) cpu=1 ;;
+        --wheelhouse) wheelhouse="${2:?$usage}"; shift ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -*) echo "$usage" >&2; exit 2 ;;
+        *) [ -z "$out" ] || { echo "$usage" >&2; exit 2; }; out="$1" ;;
+    esac
+    shift
+done
+[ -n "$out" ] || { echo "$usage" >&2; exit 2; }
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+mkdir -p "$out" && out="$(cd "$out" && pwd)"
+cd "$repo" || exit 1
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+python=${PYTHON:-$(command -v python > /dev/null && echo python || echo python3)}
+
+setup_log="$out/setup.txt"
+"$python" benchmarks/header.py "$command" > "$setup_log"
+if [ -n "$wheelhouse" ]; then
+    # --no-deps: the list is complete without torch; resolving it would ask for torch's own dependencies.
+    "$python" -m pip install --no-index --no-deps --find-links "$wheelhouse" -r benchmarks/gpu-requirements.txt \
+        >> "$setup_log" 2>&1 || { echo "installing from $wheelhouse failed: see $setup_log" >&2; exit 1; }
+fi
+if [ "$cpu" = 0 ] && ! "$python" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>>"$setup_log"; then
+    echo "no CUDA device visible: running the CPU check (--cpu)" | tee -a "$setup_log" >&2
+    cpu=1
+fi
+
+# The modules holding `gpu` tests; the others import the report's packages, which the wheelhouse leaves out.
+gpu_tests="tests/test_gpu.py tests/test_store.py tests/test_augment.py"
+# name, seconds, command: the GPU run, then the same parts at tiny sizes for --cpu.
+if [ "$cpu" = 0 ]; then
+    parts=(
+        "tests 100 $python -m pytest -q -rs -p no:cacheprovider -m gpu $gpu_tests"
+        "step 150 $python benchmarks/throughput.py --sections step"
+        "kernels 90 $python benchmarks/throughput.py --sections pooling,rows --no-compile --steps 5"
+        "loader 120 $python benchmarks/loader.py --images 6144"
+    )
+else
+    small="--img-size 32 --batch 2 --steps 1"
+    tiny="$small --rounds 1 --no-compile --device cpu --threads 1"
+    parts=(
+        "tests 120 $python -m pytest -q -rs -p no:cacheprovider -m gpu $gpu_tests"
+        "step 120 $python benchmarks/throughput.py --sections step $tiny"
+        "kernels 180 $python benchmarks/throughput.py --sections pooling,rows --rows baseline,pool9 $tiny"
+        "loader 180 $python benchmarks/loader.py $small --images 20 --model xs --workers 0 --original-only --cpu"
+    )
+fi
+
+summary="$out/summary.txt"
+"$python" benchmarks/header.py "$command" > "$summary.part"
+printf '%-8s %-10s %6s  %s\n' part status seconds file >> "$summary.part"
+failed=0
+for part in "${parts[@]}"; do
+    read -r name limit command <<< "$part"
+    file="$out/$name.txt"
+    "$python" benchmarks/header.py "$command  (limit ${limit} s)" > "$file"
+    start=$(date +%s)
+    # SIGTERM first: the benchmarks then report what they measured; SIGKILL 15 s later if that hangs.
+    timeout -k 15 "$limit" $command >> "$file" 2>&1
+    rc=$?
+    case $rc in
+        0) status=ok ;;
+        124|137) status="out of time" ; failed=1 ;;
+        *) status="failed ($rc)" ; failed=1 ;;
+    esac
+    printf '%-8s %-10s %6d  %s\n' "$name" "$status" "$(( $(date +%s) - start ))" "$name.txt" >> "$summary.part"
+    echo "$name: $status" >&2
+done
+{
+    echo "# goals and projections, from the files above:"
+    (cd "$out" && grep '^# goal:\|^# Table 5 on ImageNet-100' step.txt kernels.txt loader.txt)
+    grep -h -E '^[0-9]+ (passed|skipped|failed)|(passed|skipped|failed|error).* in [0-9.]+s' "$out/tests.txt" |
+        tail -n 1 | sed 's/^/# gpu tests: /'
+} >> "$summary.part"
+mv "$summary.part" "$summary"
+cat "$summary"
+exit $failed

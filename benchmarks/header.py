@@ -1,0 +1,69 @@
+"""The head of every results file: which command, on which commit and machine, with which torch, when.
+
+    python benchmarks/header.py COMMAND...      # prints it, each line starting with '# '
+
+Imports no torch (``importlib.metadata`` gives versions), so a shell script can call it cheaply.
+"""
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _out(*command: str) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=REPO).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def commit() -> str:
+    sha = _out("git", "rev-parse", "--short=12", "HEAD")
+    if not sha:
+        return "unknown (no git checkout)"
+    return sha + (" + uncommitted changes" if _out("git", "status", "--porcelain", "--untracked-files=no") else "")
+
+
+def gpus() -> str:
+    """Each GPU's name, memory and driver, from nvidia-smi; 'none' without one."""
+    rows = _out("nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader")
+    return "; ".join(f"{name} ({mem.strip()}, driver {driver.strip()})"
+                     for name, mem, driver in (r.split(",") for r in rows.splitlines())) or "none"
+
+
+def cpu() -> str:
+    """The CPU model, the cores this process may use, and whether it has AVX-512 (CPU speed differs by 2x or more)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                 platform.processor() or platform.machine())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    avx = "AVX-512" if " avx512f" in info else "AVX2, no AVX-512" if " avx2" in info else "no AVX2"
+    load = ", load %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
+    return f"{model}, {cores} cores ({avx}){load}"
+
+
+def version(*packages: str) -> str:
+    """The first installed package's version (DALI's name says its CUDA major)."""
+    for package in packages:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return "not installed"
+
+
+def header(command: str) -> str:
+    lines = [f"command: {command}", f"commit: {commit()}", f"GPU: {gpus()}", f"CPU: {cpu()}",
+             f"python {platform.python_version()}, torch {version('torch')}, timm {version('timm')}, "
+             f"DALI {version('nvidia-dali-cuda130', 'nvidia-dali-cuda120')}",
+             f"date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}"]
+    return "".join(f"# {line}\n" for line in lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(header(" ".join(sys.argv[1:])))

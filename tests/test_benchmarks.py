@@ -1,0 +1,166 @@
+"""benchmarks/: every script run end to end at a tiny CPU size (so none can rot unnoticed), the memory-traffic count
+behind the bound, the workload sizes, the results files' header, and the one GPU command in its CPU mode."""
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate import build_model, compose
+from ablate.model.metaformer import stage_grids
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import default_run  # noqa: E402
+import loader  # noqa: E402
+import throughput  # noqa: E402
+from bound import bandwidth_tbs, count_traffic, moved_bytes  # noqa: E402
+from header import header  # noqa: E402
+from workload import IMAGENET100_TRAIN_IMAGES, table5  # noqa: E402
+
+TINY = ["--img-size", "32", "--batch", "2", "--steps", "1"]  # what gpu.sh --cpu passes too
+HEADER = ("# command: ", "# commit: ", "# GPU: ", "# CPU: ", "# python ", "# date: ")
+
+
+def stdout_of(main, argv: list[str]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(argv)
+    return out.getvalue()
+
+
+def table(text: str, width: int) -> dict[str, list[str]]:
+    """Each row of a benchmark's table by its case label (the first ``width`` characters)."""
+    return {line[:width].strip(): line[width:].split() for line in text.splitlines() if not line.startswith("#")}
+
+
+# --- the scripts, end to end -----------------------------------------------------------------------------------------
+
+def test_throughput_runs_at_a_tiny_size():
+    out = stdout_of(throughput.main, [*TINY, "--rounds", "1", "--no-compile", "--device", "cpu", "--threads", "1",
+                                      "--sections", "step,rows", "--rows", "baseline,pool9", "--bandwidth", "1"])
+    rows = table(out, 40)
+    assert rows["timm, eager"][1] == "1.00" and rows["ours, recipe defaults"][2] == "1.00" and "pool9" in rows
+    assert "failed" not in out and "% bound" in out
+    assert "# goal: pool 9 ≥ 0.95× pool 3" in out and "# goal: ours ≥ 2× timm eager" in out
+    assert "# Table 5 on ImageNet-100, model only:" in out and "18 rows (sweeps/table5/)" in out
+
+
+def test_throughput_times_each_pooling_kernel_at_each_pool_size_and_compiled_only_where_asked():
+    recipe = throughput.recipe_setting(cuda=False)
+    sections = throughput.cases(recipe, cuda=False, compiled=False, sections=["step", "pooling"], rows=[])
+    assert list(sections) == ["references", "pool size 3 (baseline), 5, 7 and 9, each pooling implementation, "
+                                            "recipe defaults"]  # step holds compiled cases only
+    pooling = sections[list(sections)[1]]
+    assert set(pooling) == {f"pool {k}, {impl}" for k in (3, 5, 7, 9) for impl in ("direct", "separable", "conv")}
+    compiled = throughput.cases(recipe, cuda=True, compiled=True, sections=["step"],
+                                rows=[])["ours and timm, compiled"]
+    assert {s.compile for s in compiled.values()} == {"default"} and {s.row for s in compiled.values()} == {
+        "timm", "baseline"}
+
+
+@pytest.mark.parametrize("train", [pytest.param(False, id="loaders-only"), pytest.param(True, marks=pytest.mark.slow)])
+def test_loader_measures_each_loader_side_by_side_and_skips_what_cannot_run(monkeypatch, train):
+    """Each loader alone (and, slow: the model alone and the trainer end to end); a loader this machine lacks is
+    listed as skipped, with its reason (DALI's own paths are left to test_dali.py and gpu.sh, to keep this short)."""
+    absent = loader.Loader("absent", "absent", missing=lambda: "not installed here")
+    monkeypatch.setattr(loader, "LOADERS", [loader.LOADERS[0], absent])
+    out = stdout_of(loader.main, [*TINY, "--images", "20", "--model", "xs", "--workers", "0", "--original-only",
+                                  "--cpu", *([] if train else ["--loaders-only"])])
+    rows = table(out, 46)
+    assert float(rows["loader only: torch DataLoader"][0]) > 0
+    assert rows["loader only: absent"] == ["skipped:", "not", "installed", "here"]
+    if train:
+        assert float(rows["model only"][0]) > 0 and float(rows["end to end: torch DataLoader"][0]) > 0
+        assert rows["end to end: absent"] == rows["loader only: absent"]
+        assert "# goal: end to end ≥ 0.90 × model only" in out and "# goal: Table 5 on ImageNet-100" in out
+
+
+def test_a_gpu_loader_is_skipped_without_cuda_and_trained_end_to_end_with_it():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [x.label for x in loader.LOADERS if loader.why_not(x, cpu) == "needs CUDA"] == ["dali on the GPU"]
+    store = "batched, pixel store"
+    assert [x.label for x in loader.trainer_loaders(cpu)] == ["torch DataLoader", "dali on the CPU", store]
+    assert [x.label for x in loader.trainer_loaders(cuda)] == ["torch DataLoader", "dali on the GPU", store]
+
+
+@pytest.mark.slow
+def test_default_run_writes_its_figures_under_a_header(tmp_path):
+    out = tmp_path / "default-run.txt"
+    with contextlib.redirect_stdout(io.StringIO()):
+        default_run.main(["--out", str(out), "model=xs", "data.img_size=32", "train.epochs=1"])
+    text = out.read_text()
+    assert text.startswith(HEADER[0]) and all(h in text for h in HEADER)
+    assert "status completed, 1 epochs, digits (32 px), model xs" in text
+    assert "val top-1" in text and "train img/s" in text and "peak memory" in text and "wall time" in text
+
+
+# --- their parts -----------------------------------------------------------------------------------------------------
+
+def test_header_names_command_commit_machine_versions_and_date():
+    lines = header("python x.py --y").splitlines()
+    assert [line[:len(h)] for line, h in zip(lines, HEADER)] == list(HEADER) and len(lines) == len(HEADER)
+    assert lines[0] == "# command: python x.py --y" and "torch " in lines[4]
+
+
+def test_workload_comes_from_the_row_files_and_the_recipe():
+    w = table5()
+    assert w.rows == sorted(p.stem for p in (REPO / "sweeps" / "table5").glob("*.yaml")) and len(w.rows) == 18
+    assert w.epochs == compose(["train=imagenet100"]).train.epochs == 100
+    assert w.images == 18 * 100 * IMAGENET100_TRAIN_IMAGES
+    assert w.gpu_hours({"baseline": 1000.0}) == pytest.approx(w.images / 1000 / 3600)
+    faster = {"baseline": 1000.0, "no_mlp": 2000.0}
+    assert w.gpu_hours(faster) == pytest.approx(w.gpu_hours({"baseline": 1000.0}) * (1 - 0.5 / 18))
+
+
+def test_moved_bytes_counts_reads_and_writes_but_not_views_or_broadcasts():
+    x = torch.randn(1000)
+    assert moved_bytes(lambda: x.relu()) == 2 * 4000
+    assert moved_bytes(lambda: x.view(10, 100).t()) == 0
+    assert moved_bytes(lambda: x + torch.ones(()).expand(1000)) == 4000 + 4 + 4000 + 4  # ones() writes 4 B
+    assert moved_bytes(lambda: x.to(torch.bfloat16)) == 4000 + 2000
+
+
+def test_traffic_counts_the_block_inputs_and_one_training_step():
+    cfg = compose(["model=xs", "data.img_size=64"])
+    grids = stage_grids(64, 4)
+    expected = sum(depth * dim * h * w for depth, dim, (h, w) in zip(cfg.model.depths, cfg.model.dims, grids))
+    t = count_traffic(build_model(cfg, 10), torch.randn(2, 3, 64, 64), torch.tensor([0, 1]), torch.float32)
+    assert t.activations_per_image == expected
+    assert 20 < t.passes < 1000 and t.bound(1.0) == pytest.approx(1e12 / t.bytes_per_image)
+
+
+@pytest.mark.parametrize("name, tbs", [("NVIDIA H100 80GB HBM3", 3.35), ("NVIDIA H100 PCIe", 2.0),
+                                       ("NVIDIA H200", 4.8), ("NVIDIA GH200 480GB", 4.0),
+                                       ("NVIDIA A100-SXM4-80GB", 2.039), ("Tesla T4", 0.32), ("Some GPU", None)])
+def test_bandwidth_by_device_name(name, tbs):
+    assert bandwidth_tbs(name) == tbs
+
+
+# --- the one GPU command ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_gpu_command_runs_every_part_on_the_cpu(tmp_path):
+    """``bash benchmarks/gpu.sh OUTDIR --cpu``: the same parts as on a GPU, at tiny sizes (about 3 minutes on 2 busy
+    cores: four interpreters, each importing torch, timm and Hydra)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "out"), "--cpu"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["kernels.txt", "loader.txt", "setup.txt", "step.txt", "summary.txt", "tests.txt"]
+    for name in files:
+        text = (tmp_path / "out" / name).read_text()
+        assert all(h in text for h in HEADER), name
+        assert text.startswith("# command: bash benchmarks/gpu.sh" if name in ("setup.txt", "summary.txt")
+                               else "# command: python "), name
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert [line.split()[:2] for line in summary.splitlines() if line.endswith(".txt")] == \
+        [["tests", "ok"], ["step", "ok"], ["kernels", "ok"], ["loader", "ok"]]
+    assert "# goal: pool 9 ≥ 0.95× pool 3" in summary and "# goal: end to end ≥ 0.90 × model only" in summary
+    assert "skipped" in summary  # the gpu tests, saying so
