@@ -400,6 +400,7 @@ def test_report_survives_a_single_failed_run_without_history(tmp_path: Path) -> 
     assert all((tmp_path / "out" / png).is_file() for png in PNGS)
 
 
+@pytest.mark.slow  # writes the report's plots several times / runs the CLI end to end
 def test_cli_writes_the_report_and_prints_the_table(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     result = subprocess.run([sys.executable, "-m", "ablate.report", str(sweep), "--out", str(out)],
@@ -431,6 +432,7 @@ def test_report_warns_when_runs_mix_data_sets(tmp_path: Path, caplog) -> None:
     assert "mixes data sets digits, fashion_mnist" in caplog.text
 
 
+@pytest.mark.slow  # writes the report's plots several times / runs the CLI end to end
 def test_out_replaces_only_files_the_report_wrote(sweep: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     assert main([str(sweep), "--out", str(out)]) == 0
