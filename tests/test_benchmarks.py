@@ -102,6 +102,32 @@ def test_default_run_writes_its_figures_under_a_header(tmp_path):
 
 # --- their parts -----------------------------------------------------------------------------------------------------
 
+def test_node_plan_projects_table5_both_ways_from_a_results_file():
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "node_plan.py"),
+                          str(BENCHMARKS / "results" / "throughput-s12-224-h200.txt"), "--gpus", "8", "--seeds", "3"],
+                         capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.startswith("# python benchmarks/node_plan.py") and "A projection, not a measurement" in out
+    rows = [line.split()[0] for line in out.splitlines() if line and not line.startswith(("#", "row", "all", "par",
+                                                                                          "DDP"))]
+    assert sorted(rows) == sorted(table5().rows)
+    one, parallel = (float(line.split(": ")[1].split()[0]) for line in out.splitlines()
+                     if line.startswith(("all runs", "parallel jobs")))
+    assert one / 8 <= parallel < one  # 8 at once is at most 8× faster than one after another
+
+
+@pytest.mark.slow  # trains (four tiny runs)
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_recipe_paths_compares_both_paths_at_a_tiny_size(tmp_path):
+    out = tmp_path / "paths.txt"
+    subprocess.run([sys.executable, str(BENCHMARKS / "recipe_paths.py"), "--train", "20", "--val", "20", "--seeds",
+                    "2", "--epochs", "1", "--batch", "4", "--out", str(out)], capture_output=True, text=True,
+                   check=True, cwd=REPO, timeout=600)
+    text = out.read_text()
+    assert text.startswith("# command: python benchmarks/recipe_paths.py") and "difference of means" in text
+    assert "PIL/timm DataLoader (tree)" in text and "batched (store)" in text
+
+
 def test_header_names_command_commit_machine_versions_and_date():
     lines = header("python x.py --y").splitlines()
     assert [line[:len(h)] for line, h in zip(lines, HEADER)] == list(HEADER) and len(lines) == len(HEADER)
