@@ -15,7 +15,7 @@ site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['pur
     echo "# torch: $("$venv/bin/python" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)')"
     echo "venv_total_mb $(du -sm "$venv" | cut -f1)"
     echo "# largest entries of site-packages (MB):"
-    du -sm "$site"/* | sort -rn | head -12
+    du -sm "$site"/* | sort -rn | head -12 | sed "s|$site/||"
 } > "$out"
 rm -rf "$(dirname "$venv")"
 cat "$out"
