@@ -58,6 +58,7 @@ def test_val_batches_are_timms_eval_transform_in_the_torch_paths_order(photo_tre
     assert (x - expected).abs().mean() < 0.02
 
 
+@pytest.mark.slow  # decodes and augments two epochs of JPEGs through DALI's CPU pipeline
 def test_train_batches_follow_the_sampler_and_the_epoch_seed(photo_tree):
     root = photo_tree()
     data, train, _ = loaders(root, "train=paper", "train.num_workers=2", world=Dist(rank=0, world_size=2))
