@@ -2,7 +2,8 @@
 
 Tolerances (grey levels of 255, per pixel): colour operations exact (AutoContrast within 1: PIL truncates its
 scaled values in double precision); RandAugment's geometric operations, with PIL's bilinear filter, within 1 and
-0.6 on average (rounding at the sample points); the crop within 1 of PIL's bilinear resize of the same box.
+0.6 on average (rounding at the sample points); the crop equal to timm's crop-then-resize when it enlarges,
+within 1 when it reduces (PIL's and torch's antialiasing round differently).
 docs/data.md says where the recipe differs from timm's (random bicubic, antialiasing).
 """
 import random
@@ -15,6 +16,7 @@ from timm.data.auto_augment import LEVEL_TO_ARG, NAME_TO_OP
 from timm.data.transforms import RandomResizedCropAndInterpolation
 
 import timm.data.auto_augment
+import torchvision.transforms.functional as tv
 from ablate import ConfigError, compose
 from ablate.data.augment import (GEOMETRIC, BatchRandAugment, TrainRecipe, crop_boxes, level_args,
                                  resized_crops)
@@ -108,17 +110,21 @@ def test_crop_boxes_follow_timms_random_resized_crop():
         assert ours == list(RandomResizedCropAndInterpolation.get_params(img, (2.0, 3.0), RATIO))
 
 
-def test_crop_matches_pils_resize_of_the_box(images):
+def test_crop_is_timms_crop_then_resize(images):
     img = images[0]  # 40 wide, 32 high
     pixels = torch.from_numpy(np.array(img))
-    box = torch.tensor([[5.0, 7.0, 20.0, 25.0]])  # top, left, height, width
-    theirs = _tensor([img.resize((48, 48), Image.BILINEAR, box=(7, 5, 32, 25))])
-    meta = torch.tensor([[32, 40, 0]])
+    box, meta = torch.tensor([[5.0, 7.0, 20.0, 25.0]]), torch.tensor([[32, 40, 0]])  # top, left, height, width
+
+    def theirs(size: int) -> torch.Tensor:
+        # timm's RandomResizedCropAndInterpolation: torchvision's resized_crop, the box cut out, then resized.
+        return _tensor([tv.resized_crop(img, 5, 7, 20, 25, [size, size], tv.InterpolationMode.BILINEAR)])
+
     ours = resized_crops(pixels[None], meta, box, torch.tensor([False]), 48)
-    diff = (ours - theirs).abs()
-    assert diff.max() <= 1 and diff.mean() < 0.3
+    assert torch.equal(ours, theirs(48))  # enlarged: PIL's bilinear exactly
+    diff = (resized_crops(pixels[None], meta, box, torch.tensor([False]), 12) - theirs(12)).abs()
+    assert diff.max() <= 1 and diff.mean() < 0.1  # reduced: antialiased, as PIL, up to fixed-point rounding
     flipped = resized_crops(pixels[None], meta, box, torch.tensor([True]), 48)
-    assert (flipped - ours.flip(-1)).abs().max() <= 1  # mirrored sample points, up to rounding
+    assert torch.equal(flipped, ours.flip(-1))
     # Stored transposed (a portrait image in the landscape box, with padding): the same crop.
     padded = torch.zeros(40, 50, 3, dtype=torch.uint8)
     padded[:, :32] = pixels.transpose(0, 1)
@@ -151,5 +157,7 @@ def test_cuda_recipe_is_the_cpu_recipe():
     pixels, index = torch.randint(0, 256, (64, 36, 48, 3), dtype=torch.uint8), torch.arange(64)
     cpu, _ = recipe([pixels, index], index, torch.Generator().manual_seed(0))
     cuda, _ = recipe([pixels.cuda(), index.cuda()], index, torch.Generator().manual_seed(0))
-    # The same draws; the device's arithmetic may round a few samples the other way.
-    assert (cuda.cpu() - cpu).abs().max() * 255 * 0.229 <= 1.01 and (cuda.cpu() != cpu).float().mean() < 0.01
+    # The same draws. The CPU resizes crops with torch's uint8 kernel (fixed-point weights), CUDA in float: a sample
+    # may round one grey level the other way, which a later threshold (solarize, posterize) can turn into more.
+    grey = (cuda.cpu() - cpu).abs() * 255 * torch.tensor(STD).view(1, 3, 1, 1)
+    assert (grey > 1.01).float().mean() < 0.01 and grey.mean() < 0.5

@@ -65,8 +65,8 @@ def _erased_boxes(before: torch.Tensor, after: torch.Tensor) -> list[tuple[int, 
 def test_erase_batch_draws_timms_rectangles():
     torch.manual_seed(0)
     x = torch.zeros(400, 3, 32, 40)
-    assert torch.equal(erase_batch(x, 0.0), x)
-    ours = _erased_boxes(x, erase_batch(x, 1.0))
+    assert torch.equal(erase_batch(x.clone(), 0.0), x)
+    ours = _erased_boxes(x, erase_batch(x.clone(), 1.0))
     assert len(ours) == 400  # a 32×40 image always fits one of ten draws
     for pixels, h, w in ours:  # one solid rectangle of noise, within timm's area and aspect limits
         assert pixels == h * w and 0.02 * 0.8 <= pixels / (32 * 40) <= 1 / 3 * 1.2 and 0.25 <= h / w <= 4
@@ -74,4 +74,4 @@ def test_erase_batch_draws_timms_rectangles():
     theirs = _erased_boxes(x, torch.stack([timm(img.clone()) for img in x]))
     mean_area = [sum(p for p, _, _ in boxes) / len(boxes) / (32 * 40) for boxes in (ours, theirs)]
     assert abs(mean_area[0] - mean_area[1]) < 0.02
-    assert 0.18 <= len(_erased_boxes(x, erase_batch(x, 0.25))) / 400 <= 0.32
+    assert 0.18 <= len(_erased_boxes(x, erase_batch(x.clone(), 0.25))) / 400 <= 0.32

@@ -1,6 +1,7 @@
 """The pixel store: writing (exact pixels, resumable, the source untouched, refusals), reading, and the batched
 loader built on it: auto's choice, seeding per (seed, epoch, rank), and a resumed run continuing exactly."""
 import json
+import threading
 from collections import namedtuple
 from pathlib import Path
 
@@ -11,10 +12,11 @@ from PIL import Image
 from timm.data import create_transform
 from torch.utils.data import DistributedSampler
 
+import ablate.data.augment
 import ablate.data.store
 from ablate import ConfigError, compose
 from ablate.data import build_data
-from ablate.data.augment import to_normalised
+from ablate.data.augment import TrainRecipe, to_normalised
 from ablate.data.loaders import TensorBatches, build_loaders, pick_loader
 from ablate.data.prepare import main as prepare_main
 from ablate.data.store import MANIFEST, PixelSplit, checksum, train_pixels, write_store
@@ -145,6 +147,34 @@ def test_batched_loader_is_seeded_per_seed_epoch_and_rank():
     a = first(0, 1, 0)
     assert torch.equal(a, first(0, 1, 0))  # a resumed epoch sees the same batch
     assert not any(torch.equal(a, first(*other)) for other in ((1, 1, 0), (0, 2, 0), (0, 1, 1)))
+
+
+def test_cpu_batches_come_from_one_thread_workers_and_do_not_depend_on_them(monkeypatch):
+    pixels = torch.randint(0, 256, (96, 36, 48, 3), dtype=torch.uint8)
+    paper = TrainRecipe.from_config(compose(["train=paper"]), torch.tensor([36, 48, 0]).expand(96, 3))
+    seen = []
+
+    def recipe(batch, index, g):
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return paper(batch, index, g)
+
+    split = PixelSplit((pixels, torch.arange(96)), recipe)
+    inline = list(TensorBatches(split, range(64), 16, True, CPU, workers=0))
+    assert {name for name, _ in seen} == {threading.main_thread().name}
+    seen.clear()
+    threads = torch.get_num_threads()
+    for workers in (1, 2):
+        batches = list(TensorBatches(split, range(64), 16, True, CPU, workers=workers))
+        assert all(torch.equal(a, b) for (a, _), (b, _) in zip(inline, batches)) and len(batches) == 4
+    assert all(name.startswith("batches") and n == 1 for name, n in seen)  # one torch thread per worker
+    assert torch.get_num_threads() == threads  # the caller's own count is untouched
+    # A consumer that stops early (the trainer's islice) leaves no batch being made.
+    first = next(iter(TensorBatches(split, range(64), 16, True, CPU, workers=2)))
+    assert torch.equal(first[0], inline[0][0])
+    assert not any(t.name.startswith("batches") for t in threading.enumerate())
+    # Chunks are for speed only: the recipe's images do not depend on them.
+    monkeypatch.setattr(ablate.data.augment, "CPU_CHUNK", 5)
+    assert torch.equal(next(iter(TensorBatches(split, range(64), 16, True, CPU)))[0], inline[0][0])
 
 
 @pytest.mark.slow

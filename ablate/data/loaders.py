@@ -3,7 +3,9 @@ for in-memory tensors and pixel stores."""
 import math
 import os
 import signal
+from collections import deque
 from collections.abc import Iterable, Iterator, Sized
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import torch
@@ -25,24 +27,29 @@ class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
 class TensorBatches:
     """In-memory tensors gathered a batch at a time, on the device when they fit; ``transform`` makes each batch.
 
-    No per-image collate and no workers: on a GPU this is what keeps data from being loader-bound (airbench's
-    trick). Same sampler and batch boundaries as a DataLoader would use. Tensors larger than half the GPU's free
-    memory stay in host memory (a store: memory-mapped); each batch is gathered into pinned memory and copied over on
-    a side stream while the one before is used.
+    No per-image collate: on a GPU this is what keeps data from being loader-bound (airbench's trick). Same sampler
+    and batch boundaries as a DataLoader would use. Tensors larger than half the GPU's free memory stay in host memory
+    (a store: memory-mapped); each batch is gathered into pinned memory and copied over on a side stream while the one
+    before is used. On the CPU, ``workers`` threads make whole batches side by side, with one torch thread each (torch's
+    thread count is per thread): a DataLoader's processes would send every float batch through shared memory, which
+    costs more than making it.
 
     ``transform(batch, index, generator) → (x, y)`` (a PixelSplit's: the paper's recipe on uint8 pixels, ablate/data/
-    augment.py) draws from a generator seeded by the sampler's (seed, epoch, rank), so a resumed run sees the same
-    batches and each rank its own; without one the batch is the tensors as they are (digits, Fashion-MNIST).
+    augment.py) draws from a generator seeded by the sampler's (seed, epoch, rank) and the batch's number, so a resumed
+    run sees the same batches, each rank its own, and the batches do not depend on the number of workers; without one
+    the batch is the tensors as they are (digits, Fashion-MNIST).
     """
 
     def __init__(self, data: TensorDataset | PixelSplit, sampler: Sampler, batch_size: int, drop_last: bool,
-                 device: torch.device) -> None:
+                 device: torch.device, workers: int = 0) -> None:
         size = sum(t.numel() * t.element_size() for t in data.tensors)
         fits = device.type != "cuda" or size < torch.cuda.mem_get_info(device)[0] / 2
         self.home, self.device = (device if fits else torch.device("cpu")), device
         self.tensors = [to_device(t, self.home) for t in data.tensors]
         self.transform = getattr(data, "transform", None)
         self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
+        # At most a thread per core: they compute, never wait on files, so more would only take turns.
+        self.workers = min(workers, len(os.sched_getaffinity(0))) if self.transform and device.type == "cpu" else 0
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -50,20 +57,23 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         s = self.sampler
-        g = torch.Generator().manual_seed(epoch_seed(getattr(s, "seed", 0), getattr(s, "epoch", 0),
-                                                     getattr(s, "rank", 0)))
-        for index, batch in self._gathered(torch.as_tensor(list(s))):
-            yield self.transform(batch, index, g) if self.transform else tuple(batch)
+        epoch = _Epoch(self, torch.as_tensor(list(s)),
+                       epoch_seed(getattr(s, "seed", 0), getattr(s, "epoch", 0), getattr(s, "rank", 0)))
+        if self.workers:
+            yield from _in_threads(epoch, self.workers)
+        elif self.transform:
+            yield from (epoch.make(i, gathered) for i, gathered in enumerate(self._gathered(epoch.indices)))
+        else:
+            yield from (tuple(batch) for _, batch in self._gathered(epoch.indices))
 
-    def _gathered(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+    def _gathered(self, indices: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
         """Each batch's index (CPU) and tensors on the device; from pinned host memory, one batch ahead on a side
         stream."""
-        indices = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
         if self.home == self.device:
             # One copy of the order per epoch: a copy per batch from pageable memory would wait for the GPU.
-            at_home = order.to(self.home)
+            at_home = torch.cat(indices).to(self.home) if indices else torch.empty(0, dtype=torch.long)
             for i, index in enumerate(indices):
-                yield index, [t[at_home[i * self.batch_size:(i + 1) * self.batch_size]] for t in self.tensors]
+                yield index, [t[at_home[i * self.batch_size:i * self.batch_size + len(index)]] for t in self.tensors]
             return
         stream = torch.cuda.Stream(self.device)
 
@@ -83,9 +93,49 @@ class TensorBatches:
             yield indices[i], batch
 
 
+class _Epoch:
+    """One epoch of ``TensorBatches``: batch ``i``, gathered and transformed, by a worker thread or in line."""
+
+    def __init__(self, batches: TensorBatches, order: torch.Tensor, seed: int) -> None:
+        size = batches.batch_size
+        self.indices = [order[i * size:(i + 1) * size] for i in range(len(batches))]
+        self.tensors, self.transform, self.seed = batches.tensors, batches.transform, seed
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = self.indices[i]
+        return self.make(i, (index, [t[index] for t in self.tensors]))
+
+    def make(self, i: int, gathered: tuple[torch.Tensor, list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, batch = gathered
+        return self.transform(batch, index, torch.Generator().manual_seed(batch_seed(self.seed, i)))
+
+
+def _in_threads(epoch: _Epoch, workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``epoch``'s batches in order, made by ``workers`` threads up to two batches each ahead of the consumer."""
+    pool = ThreadPoolExecutor(workers, "batches", initializer=torch.set_num_threads, initargs=(1,))
+    ahead: deque[Future] = deque()
+    try:
+        for i in range(len(epoch)):
+            ahead.append(pool.submit(epoch.__getitem__, i))
+            if len(ahead) > 2 * workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+    finally:  # also when the consumer stops early: the batches in flight finish, the rest never start
+        pool.shutdown(cancel_futures=True)
+
+
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     """One seed per (seed, epoch, rank): what a resumed run and each torchrun rank draw their randomness from."""
     return seed * 100_003 + epoch * 1_009 + rank
+
+
+def batch_seed(epoch: int, i: int) -> int:
+    """Batch ``i``'s seed in the epoch seeded ``epoch`` (``epoch_seed``): any worker makes the same batch."""
+    return (epoch * 1_000_003 + i) % 2**63
 
 
 def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.device) -> tuple[Batches, Batches]:
@@ -106,7 +156,7 @@ def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.devi
     if loader in ("tensors", "batched"):
         if loader == "batched" and not isinstance(data.train, PixelSplit):
             specs = [(split, *spec[1:]) for split, spec in zip(data.pixels(cfg), specs)]
-        return tuple(TensorBatches(ds, sampler, bs, drop, device) for ds, sampler, bs, drop in specs)
+        return tuple(TensorBatches(ds, sampler, bs, drop, device, t.num_workers) for ds, sampler, bs, drop in specs)
     if loader == "dali":
         from ablate.data.dali.batches import dali_loaders  # DALI loads only when asked for
         return dali_loaders(cfg, specs, device)

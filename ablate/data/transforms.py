@@ -70,28 +70,27 @@ def eval_pil(img_size: int, crop_pct: float) -> Callable:
     return Compose([resize, crop])
 
 
-def erase_batch(x: torch.Tensor, prob: float, tries: int = 10, generator: torch.Generator | None = None) -> torch.Tensor:
-    """timm's RandomErasing(prob, mode="pixel", max_count=1) on a whole batch at once, on its device.
+def erase_batch(x: torch.Tensor, prob: float, tries: int = 10, generator: torch.Generator | None = None,
+                noise: torch.Generator | None = None) -> torch.Tensor:
+    """timm's RandomErasing(prob, mode="pixel", max_count=1) on a whole batch, in place, on its device.
 
     Per image, with probability ``prob``: up to ``tries`` draws of an area (2%-33% of the image) and a log-uniform
-    aspect ratio (0.3-3.3); the first that fits is filled with N(0, 1) noise at a uniform position. Noise is drawn
-    for the erased images only. ``generator`` (on x's device) makes the draws reproducible apart from torch's own.
+    aspect ratio (0.3-3.3); the first that fits is filled with N(0, 1) noise at a uniform position. The rectangles
+    are drawn on the CPU (``generator``), so nothing waits for the device; the noise on x's device (``noise``, a
+    generator there), for the rectangles only.
     """
-    n, _, h, w = x.shape
-    g, device = generator, x.device
-    area = torch.empty(n, tries, device=device).uniform_(0.02, 1 / 3, generator=g) * (h * w)
-    aspect = torch.empty(n, tries, device=device).uniform_(math.log(0.3), math.log(1 / 0.3), generator=g).exp()
+    n, c, h, w = x.shape
+    g = generator
+    area = torch.empty(n, tries).uniform_(0.02, 1 / 3, generator=g) * (h * w)
+    aspect = torch.empty(n, tries).uniform_(math.log(0.3), math.log(1 / 0.3), generator=g).exp()
     eh, ew = (area * aspect).sqrt().round(), (area / aspect).sqrt().round()
     fits = (eh < h) & (ew < w)
     first = fits.int().argmax(1, keepdim=True)  # the first try that fits, as timm's loop stops there
     eh, ew = eh.gather(1, first).squeeze(1), ew.gather(1, first).squeeze(1)
-    erase = fits.any(1) & (torch.rand(n, device=device, generator=g) < prob)
-    top = (torch.rand(n, device=device, generator=g) * (h - eh + 1)).floor()
-    left = (torch.rand(n, device=device, generator=g) * (w - ew + 1)).floor()
-    index = erase.nonzero().squeeze(1)
-    rows = torch.arange(h, device=device)[None, :, None]
-    cols = torch.arange(w, device=device)[None, None, :]
-    top, left, eh, ew = (v[index][:, None, None] for v in (top, left, eh, ew))
-    inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
-    noise = torch.randn((len(index), *x.shape[1:]), device=device, generator=g, dtype=x.dtype)
-    return x.index_copy(0, index, torch.where(inside[:, None], noise, x.index_select(0, index)))
+    erase = fits.any(1) & (torch.rand(n, generator=g) < prob)
+    top = (torch.rand(n, generator=g) * (h - eh + 1)).floor()
+    left = (torch.rand(n, generator=g) * (w - ew + 1)).floor()
+    boxes = torch.stack([torch.arange(n), top, left, eh, ew], 1)[erase].int().tolist()
+    for i, t, l, rh, rw in boxes:
+        x[i, :, t:t + rh, l:l + rw] = torch.randn(c, rh, rw, device=x.device, dtype=x.dtype, generator=noise)
+    return x
