@@ -28,7 +28,7 @@ from ablate.errors import ConfigError
 
 LEVEL = 10.0  # timm's magnitude scale: levels 0-10
 # Images per pass on the CPU: a chunk's float tensors (~10 MB at 224 px) stay in the allocator's reused memory
-# and the caches; whole batches would map fresh pages for every operation (~3× slower). A GPU takes the batch.
+# and the caches; whole batches would map fresh pages for every operation, several times slower. A GPU takes the batch.
 CPU_CHUNK = 16
 
 
@@ -73,7 +73,7 @@ def resized_crops(pixels: Tensor, meta: Tensor, boxes: Tensor, flip: Tensor, siz
         region = pixels[i, left:left + width, top:top + height] if transposed else \
             pixels[i, top:top + height, left:left + width]
         x = region.permute(2, 0, 1)[None]
-        # torch's uint8 antialiased kernel exists on the CPU only, where it is ~1.7× faster than float; its fixed-point
+        # torch's uint8 antialiased kernel exists on the CPU only, where it is faster than float; its fixed-point
         # weights land within one grey level of the float kernel a GPU runs.
         x = F.interpolate(x if x.device.type == "cpu" else x.float(), (size, size), mode="bilinear",
                           antialias=True, align_corners=False)[0]
