@@ -1,5 +1,7 @@
 """Shared test helpers: tiny image trees generated in tmp_path, so no test needs real data or network."""
 import io
+import socket
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -63,3 +65,12 @@ def interrupt_at_epoch(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
             return evaluate(*args, **kwargs)
         patcher.setattr(ablate.run.train, "evaluate", interrupted)
     return arm
+
+
+@pytest.fixture
+def torchrun() -> list[str]:
+    """torchrun with two processes on a free port: tests running at once (pytest -n) would meet on its default."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
