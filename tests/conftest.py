@@ -1,5 +1,6 @@
 """Shared test helpers: tiny image trees generated in tmp_path, so no test needs real data or network."""
 import io
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterable
@@ -10,6 +11,14 @@ import pytest
 from PIL import Image
 
 from ablate.data.fake import write_jpeg_tree
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One xdist worker per core already keeps every core busy: torch's intra-op threads (one per core in each
+    # worker, and in each interpreter a test starts) would only make the workers take turns on the same cores.
+    # (torch imported here only: xdist's controller loads this file too, and runs no test.)
+    import torch
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def tiny_jpeg(size: int = 8, seed: int = 0) -> bytes:
