@@ -54,6 +54,7 @@ def one_step(tmp_path, monkeypatch) -> Callable[..., tuple[list[torch.Tensor], .
     return step
 
 
+@pytest.mark.slow  # trains: an optimiser step through the training loop, twice
 def test_two_micro_batches_of_16_step_as_one_batch_of_32(one_step):
     before, whole_grads, whole = one_step(["train.batch_size=32"])
     _, split_grads, split = one_step(["train.batch_size=16", "train.global_batch=32"])
