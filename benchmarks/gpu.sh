@@ -47,10 +47,12 @@ fi
 
 # The modules holding `gpu` tests; the others import the report's packages, which the wheelhouse leaves out.
 gpu_tests="tests/test_gpu.py tests/test_store.py tests/test_augment.py"
+# In one process (-n 0, not pyproject's -n auto): the tests share one GPU and their limit below was set for one
+# process; with --cpu this runs inside the test suite, whose workers already take every core.
 # name, seconds, command: the GPU run, then the same parts at tiny sizes for --cpu.
 if [ "$cpu" = 0 ]; then
     parts=(
-        "tests 100 $python -m pytest -q -rs -p no:cacheprovider -m gpu $gpu_tests"
+        "tests 100 $python -m pytest -q -rs -p no:cacheprovider -n 0 -m gpu $gpu_tests"
         "step 150 $python benchmarks/throughput.py --sections step"
         "kernels 90 $python benchmarks/throughput.py --sections pooling,rows --no-compile --steps 5"
         "loader 120 $python benchmarks/loader.py --images 6144"
@@ -59,7 +61,7 @@ else
     small="--img-size 32 --batch 2 --steps 1"
     tiny="$small --rounds 1 --no-compile --device cpu --threads 1"
     parts=(
-        "tests 120 $python -m pytest -q -rs -p no:cacheprovider -m gpu $gpu_tests"
+        "tests 120 $python -m pytest -q -rs -p no:cacheprovider -n 0 -m gpu $gpu_tests"
         "step 120 $python benchmarks/throughput.py --sections step $tiny"
         "kernels 180 $python benchmarks/throughput.py --sections pooling,rows --rows baseline,pool9 $tiny"
         "loader 180 $python benchmarks/loader.py $small --images 20 --model xs --workers 0 --original-only --cpu"

@@ -1,5 +1,9 @@
 """Shared test helpers: tiny image trees generated in tmp_path, so no test needs real data or network."""
+import gc
 import io
+import os
+import socket
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -8,6 +12,21 @@ import pytest
 from PIL import Image
 
 from ablate.data.fake import write_jpeg_tree
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One xdist worker per core already keeps every core busy: torch's intra-op threads (one per core in each
+    # worker, and in each interpreter a test starts) would only make the workers take turns on the same cores.
+    # (torch imported here only: xdist's controller loads this file too, and runs no test.)
+    import torch
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What collection imported (torch, timm, scipy, pandas: over half a million objects) lives to the end: out of
+    # the garbage collector's way, a full collection during the tests scans only what the tests made (seconds less
+    # per process, and at the end, where pytest collects five times over to find unraisable exceptions).
+    gc.freeze()
 
 
 def tiny_jpeg(size: int = 8, seed: int = 0) -> bytes:
@@ -63,3 +82,12 @@ def interrupt_at_epoch(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
             return evaluate(*args, **kwargs)
         patcher.setattr(ablate.run.train, "evaluate", interrupted)
     return arm
+
+
+@pytest.fixture
+def torchrun() -> list[str]:
+    """torchrun with two processes on a free port: tests running at once (pytest -n) would meet on its default."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]

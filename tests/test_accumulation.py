@@ -54,6 +54,7 @@ def one_step(tmp_path, monkeypatch) -> Callable[..., tuple[list[torch.Tensor], .
     return step
 
 
+@pytest.mark.slow  # trains: an optimiser step through the training loop, twice
 def test_two_micro_batches_of_16_step_as_one_batch_of_32(one_step):
     before, whole_grads, whole = one_step(["train.batch_size=32"])
     _, split_grads, split = one_step(["train.batch_size=16", "train.global_batch=32"])
@@ -100,12 +101,11 @@ def test_a_global_batch_that_does_not_divide_is_refused_in_one_line(monkeypatch,
 
 
 @pytest.mark.slow
-def test_a_table5_sweep_is_one_recipe_on_one_process_with_accumulation_and_on_two_without(tmp_path):
+def test_a_table5_sweep_is_one_recipe_on_one_process_with_accumulation_and_on_two_without(tmp_path, torchrun):
     # The paper's 1024-image global batch on digits (1,437 training images: one step an epoch), as 2 × 512 images
     # in one process and 512 in each of two torchrun processes.
     sweep = ["-m", "ablate", "-m", "+sweep/table5=baseline,identity", "model=xs", "train=paper", "train.epochs=1",
              "train.warmup_epochs=0", "train.cooldown_epochs=0", "train.batch_size=512"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
     for launch, where in (([sys.executable], "one"), (torchrun, "two")):
         out = subprocess.run([*launch, *sweep, f"hydra.sweep.dir={where}"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=600)
@@ -127,13 +127,12 @@ def test_a_table5_sweep_is_one_recipe_on_one_process_with_accumulation_and_on_tw
 
 
 @pytest.mark.slow
-def test_ddp_with_accumulation_trains_as_one_process_does(tmp_path):
+def test_ddp_with_accumulation_trains_as_one_process_does(tmp_path, torchrun):
     # 2 processes × 32 × 2 micro-batches against 1 × 32 × 4: the same 128 images a step (the sampler interleaves
     # ranks), and nothing random in this recipe, so only float summation order may differ; the all-reduce is
     # skipped on the first micro-batch of each step (no_sync), which must not lose its gradient.
     args = ["-m", "ablate", "model=xs", "train.epochs=1", "train.warmup_epochs=0", "train.batch_size=32",
             "train.global_batch=128"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
     for launch, where in (([sys.executable], "one"), (torchrun, "two")):
         out = subprocess.run([*launch, *args, f"hydra.run.dir={where}"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=600)

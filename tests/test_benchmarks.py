@@ -41,6 +41,7 @@ def table(text: str, width: int) -> dict[str, list[str]]:
 
 # --- the scripts, end to end -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains: timed optimiser steps of timm's S12 and ours, each case warmed up first
 def test_throughput_runs_at_a_tiny_size():
     out = stdout_of(throughput.main, [*TINY, "--rounds", "1", "--no-compile", "--device", "cpu", "--threads", "1",
                                       "--sections", "step,rows", "--rows", "baseline,pool9", "--bandwidth", "1"])

@@ -40,6 +40,7 @@ def _dali():
 
 # --- the training step -----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains an epoch
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("device", [ON_CUDA])
 def test_recipe_precision_with_fused_adamw_gives_a_finite_loss(tmp_path, device, compiled):
@@ -51,6 +52,7 @@ def test_recipe_precision_with_fused_adamw_gives_a_finite_loss(tmp_path, device,
     assert math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"]) and row["top1"] > 0
 
 
+@pytest.mark.slow  # trains two epochs straight, and again stopped and resumed
 @pytest.mark.parametrize("device", [ON_CUDA])
 def test_a_cuda_checkpoint_resumes_to_the_same_next_epoch(tmp_path, monkeypatch, request, interrupt_at_epoch, device):
     """Stopped after epoch 1 and resumed from checkpoint.pt, epoch 2's mean loss is the uninterrupted run's within

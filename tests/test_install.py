@@ -1,6 +1,7 @@
 """A plain (not editable) install works from any folder: the wheel carries conf/ and sweeps/, and the CLI finds them."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,9 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # From a clean copy: pip builds in the source tree (build/, *.egg-info), where two builds at once (pytest -n)
+    # would trip over each other, and a stale build/ could slip deleted files into the wheel.
+    source = shutil.copytree(REPO, out / "source", symlinks=True,
+                             ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__"))
     # No build isolation: the build backend (setuptools) is already installed, and nothing is fetched.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True, timeout=300)
+                    str(source)], check=True, capture_output=True, timeout=300)
     return next(out.glob("ablate-*.whl"))
 
 

@@ -17,31 +17,30 @@ from ablate.sweep.jobs import job_overrides
 HEAVY = ("torch", "timm")
 
 
-def imported_after(code: str, cwd: Path | None = None) -> set[str]:
-    """The top-level modules a fresh interpreter has imported after running ``code``."""
+def imported_after(code: str, cwd: Path | None = None) -> tuple[set[str], subprocess.CompletedProcess]:
+    """The top-level modules a fresh interpreter has imported after running ``code``, and the interpreter's exit
+    status and output (the code's own: its exit status, and its output less the modules' line)."""
     probe = f"import sys\ntry:\n{''.join('    ' + line + chr(10) for line in code.splitlines())}" \
-            "except SystemExit:\n    pass\nprint('MODULES', *sorted({m.split('.')[0] for m in sys.modules}))"
+            "finally:\n    print('MODULES', *sorted({m.split('.')[0] for m in sys.modules}))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd, timeout=120)
-    line = next(line for line in out.stdout.splitlines() if line.startswith("MODULES"))
-    return set(line.split()[1:])
+    out.stdout, printed, modules = out.stdout.rpartition("MODULES ")
+    assert printed, out.stderr[-2000:]
+    return set(modules.split()), out
 
 
 def test_help_imports_neither_torch_nor_timm(tmp_path):
-    modules = imported_after("import runpy\nsys.argv = ['ablate', '--help']\nrunpy.run_module('ablate', "
-                             "run_name='__main__')", cwd=tmp_path)
+    modules, out = imported_after("import runpy\nsys.argv = ['ablate', '--help']\nrunpy.run_module('ablate', "
+                                  "run_name='__main__')", cwd=tmp_path)
     assert not modules & set(HEAVY) and "hydra" in modules
-    out = subprocess.run([sys.executable, "-m", "ablate", "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0 and "python -m ablate -m +sweep=table5" in out.stdout
 
 
 def test_report_imports_neither_torch_nor_timm(tmp_path):
-    write_record = "from ablate.run.record import RunRecord, write_record\n" \
-                   f"write_record({str(tmp_path / 'run')!r}, RunRecord('Baseline', 'PoolFormer-S12', 'baseline'))"
-    subprocess.run([sys.executable, "-c", write_record], check=True)
-    modules = imported_after(f"import runpy\nsys.argv = ['ablate.report', {str(tmp_path)!r}, '--out', "
-                             f"{str(tmp_path / 'out')!r}]\nrunpy.run_module('ablate.report', run_name='__main__')")
+    write_record(tmp_path / "run", RunRecord("Baseline", "PoolFormer-S12", "baseline"))
+    modules, out = imported_after(f"import runpy\nsys.argv = ['ablate.report', {str(tmp_path)!r}, '--out', "
+                                  f"{str(tmp_path / 'out')!r}]\nrunpy.run_module('ablate.report', run_name='__main__')")
     assert not modules & set(HEAVY) and "pandas" in modules
-    assert (tmp_path / "out" / "table.md").is_file()
+    assert out.returncode == 0 and (tmp_path / "out" / "table.md").is_file()
 
 
 def test_report_columns_are_the_records_fields_with_their_types(tmp_path):

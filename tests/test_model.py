@@ -1,4 +1,4 @@
-"""The model: timm parity, the paper's params/MACs, and every option training a step."""
+"""The model: timm parity, the paper's params/MACs, and every option giving every trainable weight a gradient."""
 import pytest
 import timm
 import torch
@@ -81,7 +81,7 @@ def _step(overrides: list[str]) -> None:
 
 
 @pytest.mark.parametrize("mixer", MIXERS.names())
-def test_every_mixer_trains(mixer):
+def test_every_mixer_backpropagates(mixer):
     _step([f"mixer={mixer}"])
 
 
@@ -89,7 +89,7 @@ def test_every_mixer_trains(mixer):
                          + ["residual=false", "channel_mlp=false", "pool_size=9",
                             "stage_mixers=[pooling,pooling,attention,attention]",
                             "stage_mixers=[pooling,pooling,spatial_fc,spatial_fc]"])
-def test_every_option_trains(override):
+def test_every_option_backpropagates(override):
     _step([override])
 
 

@@ -619,7 +619,7 @@ def test_hidden_files_and_folders_are_skipped_at_every_depth_and_counted(image_t
     assert data.info["hidden_skipped"] == 3  # ._cat_0.JPEG, .ipynb_checkpoints/, .trash/ (.DS_Store is no image dir)
 
 
-def test_an_unreadable_image_found_late_is_one_line_also_from_a_worker(image_tree):
+def test_an_unreadable_image_found_late_is_one_line_also_from_a_worker(image_tree, monkeypatch):
     from torch.utils.data import DataLoader
 
     from ablate.data import build_data
@@ -629,11 +629,16 @@ def test_an_unreadable_image_found_late_is_one_line_also_from_a_worker(image_tre
     broken.write_bytes(broken.read_bytes()[:40])  # truncated
     data = build_data(compose(["data=folder", f"data.root={root}", "data.verify=false", "data.img_size=32",
                                "train.batch_size=2"]))
+    batches = iter(DataLoader(data.train, batch_size=4, num_workers=1))
     with pytest.raises(UnreadableImageError) as failed:
-        list(DataLoader(data.train, batch_size=4, num_workers=1))
+        list(batches)
     message = str(failed.value)
     assert message.startswith(f"cannot read image {broken}: ") and "\n" not in message
     assert "data.verify=true" in message
+    # torch joins a worker whose batch raised only after its status interval (5 s), when the iterator goes: in
+    # whichever later test happens to collect it. Shut it down here, waiting a moment instead.
+    monkeypatch.setattr(torch.utils.data._utils, "MP_STATUS_CHECK_INTERVAL", 0.1)
+    batches._shutdown_workers()
 
 
 # --- locks, checkpoints, job lists ----------------------------------------------------------------------------------

@@ -88,13 +88,11 @@ def test_without_a_job_list_the_runs_still_show(sweep: Path) -> None:
 
 
 def test_cli_prints_the_status_without_torch(sweep: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "ablate.sweep.status", str(sweep)], capture_output=True, text=True,
-                         timeout=60)
+    modules, out = imported_after(f"import runpy\nsys.argv = ['ablate.sweep.status', {str(sweep)!r}]\n"
+                                  "runpy.run_module('ablate.sweep.status', run_name='__main__')")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == str(sweep) and "identity,model=xs/seed=1  pending" in out.stdout
     assert out.stdout.splitlines()[-1].startswith("5 runs: 2 completed")
-    modules = imported_after(f"import runpy\nsys.argv = ['ablate.sweep.status', {str(sweep)!r}]\n"
-                             "runpy.run_module('ablate.sweep.status', run_name='__main__')")
     assert not modules & set(HEAVY)
 
 

@@ -126,9 +126,9 @@ def test_missing_data_root_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_data_parallel_on_cpu(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "ablate", *FAST,
-                          "hydra.run.dir=run"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def test_torchrun_data_parallel_on_cpu(tmp_path, torchrun):
+    out = subprocess.run([*torchrun, "-m", "ablate", *FAST, "hydra.run.dir=run"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     record = json.loads((tmp_path / "run/results.json").read_text())
     assert record["status"] == "completed" and record["world_size"] == 2 and record["top1"] > 50
