@@ -62,18 +62,19 @@ class TensorBatches:
         if self.workers:
             yield from _in_threads(epoch, self.workers)
         elif self.transform:
-            yield from (epoch.make(i, gathered) for i, gathered in enumerate(self._gathered(epoch.indices)))
+            yield from (epoch.make(i, gathered) for i, gathered in enumerate(self._gathered(epoch)))
         else:
-            yield from (tuple(batch) for _, batch in self._gathered(epoch.indices))
+            yield from (tuple(batch) for _, batch in self._gathered(epoch))
 
-    def _gathered(self, indices: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+    def _gathered(self, epoch: "_Epoch") -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
         """Each batch's index (CPU) and tensors on the device; from pinned host memory, one batch ahead on a side
         stream."""
+        indices = epoch.indices
         if self.home == self.device:
             # One copy of the order per epoch: a copy per batch from pageable memory would wait for the GPU.
-            at_home = torch.cat(indices).to(self.home) if indices else torch.empty(0, dtype=torch.long)
+            at_home = epoch.order.to(self.home)
             for i, index in enumerate(indices):
-                yield index, [t[at_home[i * self.batch_size:i * self.batch_size + len(index)]] for t in self.tensors]
+                yield index, [t[at_home[i * self.batch_size:(i + 1) * self.batch_size]] for t in self.tensors]
             return
         stream = torch.cuda.Stream(self.device)
 
@@ -98,7 +99,7 @@ class _Epoch:
 
     def __init__(self, batches: TensorBatches, order: torch.Tensor, seed: int) -> None:
         size = batches.batch_size
-        self.indices = [order[i * size:(i + 1) * size] for i in range(len(batches))]
+        self.order, self.indices = order, [order[i * size:(i + 1) * size] for i in range(len(batches))]
         self.tensors, self.transform, self.seed = batches.tensors, batches.transform, seed
 
     def __len__(self) -> int:
