@@ -177,6 +177,23 @@ def test_cpu_batches_come_from_one_thread_workers_and_do_not_depend_on_them(monk
     assert torch.equal(next(iter(TensorBatches(split, range(64), 16, True, CPU)))[0], inline[0][0])
 
 
+def test_a_batch_given_back_is_made_again_in_full():
+    pixels = torch.randint(0, 256, (96, 36, 48, 3), dtype=torch.uint8)
+    meta = torch.tensor([36, 48, 0]).expand(96, 3)
+    paper = TrainRecipe.from_config(compose(["train=paper"]), meta)
+    split = PixelSplit((pixels, torch.arange(96)), paper)
+    fresh = [x for x, _ in TensorBatches(split, range(96), 16, True, CPU)]
+    for workers in (0, 2):
+        loader, made, addresses = TensorBatches(split, range(96), 16, True, CPU, workers=workers), [], set()
+        for x, _ in loader:
+            made.append(x.clone())
+            addresses.add(x.data_ptr())
+            x.fill_(float("nan"))  # what a consumer leaves behind must not show in a later batch
+            loader.give_back(x)
+        assert len(made) == 6 and all(torch.equal(a, b) for a, b in zip(fresh, made))
+        assert len(addresses) < 6  # the memory was used again
+
+
 @pytest.mark.slow
 def test_resumed_batched_run_continues_exactly(tmp_path, monkeypatch, interrupt_at_epoch):
     cfg = compose(["model=xs", "train=paper", "train.epochs=3", "train.warmup_epochs=1", "train.cooldown_epochs=0",

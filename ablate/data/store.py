@@ -217,7 +217,8 @@ def gib(n: float) -> str:
 class PixelSplit:
     """One split as tensors of the same length (pixels NHWC uint8 first, labels last), gathered a batch at a time by
     ``TensorBatches`` and turned into the model's input by ``transform(batch, index, generator) → (x, y)``, where
-    ``index`` (CPU) says which images the batch holds."""
+    ``index`` (CPU) says which images the batch holds. The transform reads the batch's pixels and returns new tensors:
+    on the CPU the next batch's pixels are gathered into the same memory."""
 
     def __init__(self, tensors: tuple[Tensor, ...], transform: Callable) -> None:
         self.tensors, self.transform = tensors, transform

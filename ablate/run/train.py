@@ -295,9 +295,10 @@ def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
     batches = itertools.islice(tr.train_loader, tr.steps_per_epoch * accum)
     bar = tqdm(batches, total=tr.steps_per_epoch * accum, desc=f"epoch {epoch + 1}/{tr.epochs}", leave=False,
                disable=not tr.d.is_main or None)
-    for micro, (x, y) in enumerate(bar):
+    give_back = getattr(tr.train_loader, "give_back", None)  # the batched loader reuses a batch's memory
+    for micro, (batch, y) in enumerate(bar):
         step, last = micro // accum, (micro + 1) % accum == 0
-        x, y = _to(x, device, t.channels_last), y.to(device, non_blocking=True)
+        x, y = _to(batch, device, t.channels_last), y.to(device, non_blocking=True)
         target = y
         if tr.mixup:
             x, target = tr.mixup(x, y)
@@ -305,6 +306,8 @@ def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
             with tr.amp:
                 loss = tr.criterion(tr.net(x), target)
             (loss / accum).backward()
+        if give_back:  # after backward, nothing holds the batch: autograd has freed what it saved
+            give_back(batch)
         seen += len(x)
         window.add_(loss.detach(), alpha=len(x))
         if not last:
