@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -773,3 +774,249 @@ def test_a_signal_to_the_whole_process_group_with_workers_interrupts(photo_tree,
     assert proc.returncode == code, out[-3000:]
     assert interrupted["status"] == "interrupted", interrupted["error"]
     assert "Traceback" not in out and "killed by signal" not in out, out[-3000:]
+
+
+# === round three: data that cannot silently lie, stores that check themselves ========================================
+
+def folder_cfg(root: Path, *extra: str):
+    return compose(["data=folder", f"data.root={root}", "data.img_size=32", "train.batch_size=2", *extra])
+
+
+def test_directory_links_are_followed_once_and_a_loop_is_named(image_tree, tmp_path, caplog, capsys):
+    from ablate.config import check_run_config
+    from ablate.data import build_data
+    from ablate.data.prepare import main as prepare
+    root = image_tree(("c0", "c1"), per_class=3)
+    outside = image_tree(("extra",), per_class=2, splits=("more",), name="outside") / "more" / "extra"
+    os.symlink("..", root / "train" / "c0" / "loopdir")  # a loop: the whole of train/ again, under c0
+    os.symlink("../c1", root / "train" / "c0" / "other")  # another class's images, under c0
+    os.symlink(outside, root / "train" / "c1" / "extra")  # out of the tree: followed
+    data = build_data(folder_cfg(root))
+    labels = {path: label for path, label in data.train.samples}
+    assert len(labels) == 3 + 3 + 2 and len(data.val) == 6  # every image once
+    assert all(("/c0/" in path) == (label == 0) for path, label in labels.items())
+    assert (data.info["links_followed"], data.info["links_refused"]) == (1, 2)
+    said = [r.getMessage() for r in caplog.records if "not followed" in r.getMessage()]
+    real = os.path.realpath(root)
+    assert len(said) == 1 and "\n" not in said[0] and f"{root}/train/c0/loopdir → {real}/train " in said[0]
+    check_run_config(folder_cfg(root, "train.batch_size=8"))  # the config check counts the same 8 images
+    with pytest.raises(ConfigError, match="exceeds the 8 training images"):
+        check_run_config(folder_cfg(root, "train.batch_size=9"))
+    assert prepare(["--src", str(root), "--out", str(tmp_path / "copy"), "--workers", "1"]) == 0
+    assert "0 resized, 0 re-encoded, 14 copied" in capsys.readouterr().out
+    assert len([p for p in (tmp_path / "copy").rglob("*.JPEG")]) == 14
+
+
+def high_depth_images(folder: Path) -> dict[str, np.ndarray]:
+    """16-bit grey PNG, 16-bit RGB PNG, float TIFF, each with the 8-bit grey/RGB pixels torchvision's
+    to_dtype(..., scale=True) makes of them (computed here, by numpy, from the values written)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    grey = np.linspace(0, 65535, 48 * 64).reshape(48, 64).astype(np.uint16)
+    Image.fromarray(grey).save(folder / "grey16.png")
+    rgb = np.random.default_rng(0).integers(0, 65536, (48, 64, 3)).astype(">u2")
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\0" + row.tobytes() for row in rgb)  # PIL writes no 16-bit RGB PNG: by hand
+    (folder / "rgb16.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 48, 16, 2, 0, 0,
+                                                                                         0))
+                                       + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    floats = np.linspace(0, 1, 48 * 64, dtype=np.float32).reshape(48, 64)
+    Image.fromarray(floats).save(folder / "float.tif")
+    as_rgb = lambda g: np.repeat(g[..., None], 3, axis=2)  # noqa: E731
+    return {"grey16.png": as_rgb((grey // 256).astype(np.uint8)), "rgb16.png": (rgb // 256).astype(np.uint8),
+            "float.tif": as_rgb(np.floor(floats * 255.999).astype(np.uint8))}
+
+
+def test_high_depth_images_are_scaled_not_clipped_on_every_path(tmp_path, image_tree, capsys):
+    from PIL import Image
+
+    from ablate.data.listing import load_image
+    from ablate.data.store import train_pixels, write_store
+    from ablate.errors import UnreadableImageError
+    expected = high_depth_images(tmp_path / "imgs")
+    for name, pixels in expected.items():
+        assert np.array_equal(np.asarray(load_image(str(tmp_path / "imgs" / name))), pixels), name
+    # The same pixels in a store, and (JPEG-close) in a prepared copy: one decoder everywhere.
+    root = image_tree(("a", "b"), per_class=1)
+    for name in expected:
+        (root / "train" / "a" / name).write_bytes((tmp_path / "imgs" / name).read_bytes())
+    out = tmp_path / "store"
+    assert not write_store(root, out, short_side=48, long_side=64, img_size=32, workers=1)["errors"]
+    stored = np.memmap(out / "train.u8", np.uint8, "r", shape=(5, 48, 64, 3))
+    for i, name in enumerate(sorted(expected)):  # the scan's order: a/a_0.JPEG comes first
+        assert np.array_equal(stored[1 + i], train_pixels(Image.fromarray(expected[name]), 48, 64)[0]), name
+    from ablate.data.prepare import main as prepare
+    assert prepare(["--src", str(root), "--out", str(tmp_path / "copy"), "--workers", "1"]) == 0
+    copy = np.asarray(Image.open(tmp_path / "copy" / "train" / "a" / "grey16.png.jpg"), dtype=float)
+    assert abs(copy.mean() - expected["grey16.png"].mean()) < 2  # clipped, it would be near 255
+    # What no 8-bit form holds faithfully is refused in one line.
+    for mode, values in (("I", np.full((8, 8), -5, np.int32)), ("F", np.full((8, 8), 3.0, np.float32))):
+        Image.fromarray(values).save(tmp_path / f"{mode}.tif")
+        with pytest.raises(UnreadableImageError, match=rf"PIL mode {mode} with values outside 0\.\.") as refused:
+            load_image(str(tmp_path / f"{mode}.tif"))
+        assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("layout", ["one class", "val differs"])
+def test_one_class_or_another_val_is_refused_before_any_work(image_tree, tmp_path, capsys, layout):
+    from ablate.config import check_run_config
+    from ablate.data.prepare import main as prepare
+    if layout == "one class":  # train/all/*.jpg: trained, it would score 100%
+        root, message = image_tree(("all",)), r"train/ has 1 class folder \(all/\); a classifier needs at least 2"
+    else:
+        root = image_tree(("c0", "c1"), splits=("train",))
+        image_tree(("c0", "c2"), splits=("val",))
+        message = r"val/ classes differ from train/'s: missing in val/: c1; only in val/: c2"
+    with pytest.raises(ConfigError, match=message):
+        check_run_config(folder_cfg(root))
+    for fmt in ("jpeg", "pixels"):
+        assert prepare(["--format", fmt, "--src", str(root), "--out", str(tmp_path / fmt)]) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err) and err.count("\n") == 1
+        assert not (tmp_path / fmt).exists()
+
+
+@pytest.fixture
+def store(photo_tree, tmp_path) -> tuple[Path, Path, dict[str, bytes]]:
+    """A finished pixel store of a small tree: (source, store, its files' bytes)."""
+    from ablate.data.store import write_store
+    src = photo_tree(classes=2, train_per_class=6, val_per_class=2, size=(60, 45))
+    out = tmp_path / "store"
+    write_store(src, out, short_side=32, img_size=32, crop_pct=0.875, workers=1)
+    return src, out, {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def store_cfg(out: Path, verify: bool):
+    return compose(["data=folder", f"data.root={out}", "data.img_size=32", "model.crop_pct=0.875",
+                    f"data.verify={str(verify).lower()}"])
+
+
+def prepare_store(src: Path, out: Path) -> int:
+    from ablate.data.prepare import main as prepare
+    return prepare(["--format", "pixels", "--src", str(src), "--out", str(out), "--short-side", "32",
+                    "--img-size", "32", "--crop-pct", "0.875", "--workers", "1"])
+
+
+@pytest.mark.parametrize("harm,opening,checking", [
+    ("overwrite", None, r"train\.u8: chunk\(s\) 0 of 64 MiB differ from their sums"),
+    ("truncate", r"train\.u8: 24,768 bytes, not 49,536", r"train\.u8: 24,768 bytes, not 49,536"),  # 12 × 32×43×3
+    ("delete", r"val\.u8: missing; train_labels\.npy: missing", r"val\.u8: missing; train_labels\.npy: missing"),
+])
+def test_a_damaged_store_is_refused_in_one_line_and_prepare_repairs_it(store, capsys, harm, opening, checking):
+    from ablate.data import build_data
+    src, out, whole = store
+    if harm == "overwrite":  # inside the pixels: only the sums can tell
+        with open(out / "train.u8", "r+b") as f:
+            f.seek(5000)
+            f.write(b"\xff" * 3000)
+    elif harm == "truncate":
+        os.truncate(out / "train.u8", len(whole["train.u8"]) // 2)
+    else:
+        (out / "train_labels.npy").unlink()
+        (out / "val.u8").unlink()
+    if opening is None:
+        build_data(store_cfg(out, verify=False))  # sizes agree: opened without reading
+    for verify, message in ((False, opening), (True, checking)):
+        if message is None:
+            continue
+        with pytest.raises(ConfigError) as refused:
+            build_data(store_cfg(out, verify))
+        said = str(refused.value)
+        assert re.search(message, said) and "\n" not in said, said
+        assert f"the pixel store is damaged" in said and f"--src {src} --out {out}" in said
+    assert prepare_store(src, out) == 0
+    captured = capsys.readouterr()
+    assert re.search(checking.split("; ")[0], captured.err) and "written again" in captured.err
+    assert not re.search(r" 0 written", captured.out), captured.out
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == whole  # as it was, byte for byte
+    assert prepare_store(src, out) == 0 and "0 written, 16 kept" in capsys.readouterr().out
+
+
+def test_only_the_damaged_chunks_images_are_written_again(photo_tree, tmp_path, monkeypatch, capsys):
+    import ablate.data.storecheck
+    src = photo_tree(classes=2, train_per_class=6, val_per_class=2, size=(60, 45))
+    out = tmp_path / "store"
+    monkeypatch.setattr(ablate.data.storecheck, "CHUNK_BYTES", 4096)  # a 32×43 image is 4,128 bytes
+    assert prepare_store(src, out) == 0
+    whole = (out / "train.u8").read_bytes()
+    with open(out / "train.u8", "r+b") as f:
+        f.seek(4096 * 5 + 10)  # chunk 5: bytes 20,480-24,575, of images 4 and 5
+        f.write(b"\0" * 100)
+    capsys.readouterr()
+    assert prepare_store(src, out) == 0
+    captured = capsys.readouterr()
+    assert "train.u8: chunk(s) 5 of 4,096 bytes differ" in captured.err and "2 written, 14 kept" in captured.out
+    assert (out / "train.u8").read_bytes() == whole
+
+
+def test_a_garbled_manifest_or_an_unfinished_store_is_one_line(store, photo_tree, capsys):
+    from ablate.data import build_data
+    src, out, whole = store
+    (out / "store.json").write_text('{"format": "ablate-pix')
+    with pytest.raises(ConfigError, match=r"store\.json is unreadable \(garbled or cut short\); rebuild the store: "):
+        build_data(store_cfg(out, verify=False))
+    assert prepare_store(src, out) == 0
+    captured = capsys.readouterr()
+    assert "store.json is unreadable or of an older format" in captured.err and "16 written, 0 kept" in captured.out
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "store.json"} == \
+        {k: v for k, v in whole.items() if k != "store.json"}
+    # A prepare that stopped at an unreadable image: the store says so, not "no train/ folder".
+    (src / "val" / "c0" / "broken.JPEG").write_bytes(b"not a jpeg")
+    other = out.parent / "unfinished"
+    assert prepare_store(src, other) == 1
+    with pytest.raises(ConfigError, match=rf"an unfinished pixel store \(16 of 17 images written\): .* --src {src} "):
+        build_data(store_cfg(other, verify=False))
+
+
+PREPARE_SLOWLY = """
+import os, sys, time
+import ablate.data.prepare as prepare
+import ablate.data.store as store
+CONVERT, WRITE = prepare.convert, store._write_one
+def done(result):  # a mark per image written, for the test to know when to interrupt
+    open(os.path.join(os.environ["DONE_DIR"], str(time.time_ns())), "w").close()
+    return result
+def slow_convert(job):
+    time.sleep(0.3)
+    return done(CONVERT(job))
+def slow_write(job):
+    time.sleep(0.3)
+    return done(WRITE(job))
+prepare.convert, store._write_one = slow_convert, slow_write
+sys.exit(prepare.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,sig,to,code", [("jpeg", signal.SIGTERM, "pid", 143), ("pixels", signal.SIGINT, "group", 130),
+                                             ("jpeg", signal.SIGTERM, "group", 143)])
+def test_prepare_interrupted_says_so_in_one_line_and_a_rerun_resumes(photo_tree, tmp_path, fmt, sig, to, code):
+    src = photo_tree(classes=2, train_per_class=12, val_per_class=4, size=(40, 40))
+    out = tmp_path / "out"
+    args = ["--format", fmt, "--src", str(src), "--out", str(out), "--workers", "2", "--short-side", "32",
+            "--img-size", "32"]
+    marks = tmp_path / "done"
+    marks.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", PREPARE_SLOWLY, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "DONE_DIR": str(marks)})
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(marks.iterdir())) < 10:  # a few chunks of 4 written, most not
+        time.sleep(0.1)
+    time.sleep(0.3)
+    os.killpg(proc.pid, sig) if to == "group" else proc.send_signal(sig)
+    out_text, err = proc.communicate(timeout=300)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and "Error" not in err, err
+    lines = [line for line in err.splitlines() if line.strip() and "store:" not in line and "prepare:" not in line]
+    assert len(lines) == 1 and lines[0].startswith(f"interrupted ({signal.Signals(sig).name}") and "resumes" in lines[0]
+    resumed = subprocess.run([sys.executable, "-m", "ablate.data.prepare", *args], capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    kept = int(re.search(r"(\d+) kept", resumed.stdout).group(1))
+    assert 0 < kept < 32, resumed.stdout

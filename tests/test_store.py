@@ -19,7 +19,8 @@ from ablate.data import build_data
 from ablate.data.augment import TrainRecipe, to_normalised
 from ablate.data.loaders import TensorBatches, build_loaders, pick_loader
 from ablate.data.prepare import main as prepare_main
-from ablate.data.store import MANIFEST, PixelSplit, checksum, train_pixels, write_store
+from ablate.data.store import MANIFEST, PixelSplit, train_pixels, write_store
+from ablate.data.storecheck import describe
 from ablate.run.distributed import Dist
 from ablate.run.train import run
 
@@ -45,14 +46,14 @@ def test_store_holds_the_images_pixels_exactly(tree, tmp_path):
     assert totals["written"] == 11 and not totals["errors"] and _listing(tree) == before
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["images"] == {"train": 7, "val": 4} and manifest["classes"] == ["c0", "c1"]
-    assert manifest["checksum"] == checksum(out) and manifest["layout"]["long_side"] == 43
+    assert manifest["checksum"] == describe(out)["checksum"] and manifest["layout"]["long_side"] == 43
     cfg = compose(["data=folder", f"data.root={out}", "data.img_size=32", "model.crop_pct=0.875", "train=paper"])
     data = build_data(cfg)
     (pixels, labels), meta = data.train.tensors, data.train.transform.meta
     assert pixels.shape == (7, 32, 43, 3) and labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
     files = sorted((tree / "train").rglob("*.JPEG"))  # the scan's order: class, then name
     for i, path in enumerate(files):
-        expected, h, w, transposed = train_pixels(Image.open(path), 32, 43)
+        expected, h, w, transposed = train_pixels(Image.open(path).convert("RGB"), 32, 43)
         assert meta[i].tolist() == [h, w, int(transposed)]
         assert torch.equal(pixels[i, :expected.shape[0], :expected.shape[1]], torch.from_numpy(expected.copy()))
     assert meta[files.index(tree / "train/c1/tall.JPEG")].tolist() == [43, 32, 1]  # portrait: stored transposed
@@ -76,7 +77,7 @@ def test_store_is_idempotent_and_resumes(tree, tmp_path):
     meta = np.load(out / "train_meta.npy")
     meta[[1, 4]] = 0
     np.save(out / "train_meta.npy", meta)
-    (out / ".settings.json").write_text(json.dumps({"format": "ablate-pixels-1", "layout": {}, "classes": []}))
+    (out / ".settings.json").write_text(json.dumps({"format": "ablate-pixels-2", "layout": {}, "classes": []}))
     with pytest.raises(ConfigError, match="unfinished store with other settings"):
         write_store(tree, out, short_side=32, img_size=32, workers=1)
     (out / ".settings.json").unlink()

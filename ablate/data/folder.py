@@ -6,9 +6,9 @@ tree gets the same labels here as in ImageFolder. Names starting with "." are sk
 not images: a Mac's ``._x.JPEG``, ``.ipynb_checkpoints/``), and their number goes into the record.
 
 Start-up checks, each a one-line ConfigError naming the key, before any training: data.root set and a directory;
-train/ and val/ present and holding class folders; val/ holding the same classes as train/; every class folder holding
-at least one image. Files are listed, not decoded: decoding ImageNet's 1.33M files would cost far more than listing
-them.
+train/ and val/ present and holding class folders, at least two (data=folder checks this with the config, before
+the run's record is written); val/ holding the same classes as train/; every class folder holding at least one image.
+Files are listed, not decoded: decoding ImageNet's 1.33M files would cost far more than listing them.
 
 Unreadable images fail with their path; none is ever skipped. An ablation compares variants, so each must see the
 same images, and a skip made inside a DataLoader worker could not be counted in the record written at start-up.
@@ -26,8 +26,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ablate.data import DATASETS, DataBundle
-from ablate.data.listing import SPLITS, class_folders, load_image, preview, scan
+from ablate.data.listing import EIGHT_BIT, SPLITS, Walk, load_image, preview, scan, to_rgb, tree_classes
 from ablate.data.transforms import eval_transform, train_transform
+from ablate.data.storecheck import is_store
 from ablate.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -58,17 +59,14 @@ def root_dir(cfg: DictConfig, holds: str) -> Path:
     return root
 
 
-def is_store(root: Path) -> bool:
-    """A pixel store (python -m ablate.data.prepare --format pixels) rather than a tree of images."""
-    return (root / "store.json").is_file()
-
-
 def decode_error(path: str) -> str | None:
     """Why ``path`` cannot be decoded, or None when it can."""
     try:
         with Image.open(path) as img:
             img.draft("RGB", (1, 1))  # JPEGs decode at 1/8 scale: much faster, and every byte is still read
             img.load()
+            if img.mode not in EIGHT_BIT:  # a mode that the loaders scale, or refuse
+                to_rgb(img, path)
     except (OSError, SyntaxError) as err:
         return f"{path} ({err})"
     return None
@@ -93,25 +91,21 @@ def image_folder_bundle(cfg: DictConfig, root: Path, classes: list[str] | None =
     if is_store(root):
         from ablate.data.store import store_bundle  # the store module builds on this one's scan
         return store_bundle(cfg, root, classes, expect_classes)
-    skipped: list[str] = []
+    walk = Walk()
     if classes is None:
-        classes = class_folders(root, "train", where, skipped)
-        val_classes = class_folders(root, "val", where, skipped)
-        if val_classes != classes:
-            missing, extra = sorted(set(classes) - set(val_classes)), sorted(set(val_classes) - set(classes))
-            raise ConfigError(f"{where}: val/ classes differ from train/'s: "
-                              f"missing in val/: {preview(missing) or '-'}; only in val/: {preview(extra) or '-'}")
+        classes = tree_classes(root, where, walk)
     if expect_classes is not None and len(classes) != expect_classes:
         raise ConfigError(f"{where}: train/ has {len(classes)} class folders, data={cfg.data.name} needs "
                           f"{expect_classes} (data=folder takes any number)")
-    train, val = (scan(root, split, classes, where, skipped) for split in SPLITS)
-    if skipped:
-        log.info("%s: skipped %d hidden files and folders (names starting with \".\"), e.g. %s", where, len(skipped),
-                 preview(skipped, 3))
+    train, val = (scan(root, split, classes, where, walk) for split in SPLITS)
+    if walk.skipped:
+        log.info("%s: skipped %d hidden files and folders (names starting with \".\"), e.g. %s", where,
+                 len(walk.skipped), preview(walk.skipped, 3))
+    walk.warn(where)
     if cfg.data.verify:
         verify_images(train + val, where)
     info = {"root": str(root), "num_classes": len(classes), "train_images": len(train), "val_images": len(val),
-            "verified": bool(cfg.data.verify), "hidden_skipped": len(skipped)}
+            "verified": bool(cfg.data.verify), **walk.info()}
     return DataBundle(ImageFolderSplit(train, classes, train_transform(cfg)),
                       ImageFolderSplit(val, classes, eval_transform(cfg)), len(classes), info)
 

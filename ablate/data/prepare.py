@@ -9,13 +9,15 @@ tail of multi-megapixel ones. JPEGs already small enough and RGB are copied byte
 re-encoded and get ``.jpg`` appended to their name. EXIF orientation is not applied, as neither loader applies it.
 
 Safe to stop and rerun: each file is written to a hidden ``.part`` file and renamed into place, so a file that
-exists is complete and is skipped. The source is only read: ``DIR`` may not lie inside ``ROOT`` (or hold it), and a
+exists is complete and is skipped. Ctrl-C or SIGTERM (to the process or its whole group) stops it with one line and
+exit status 130 / 143; the pool's workers leave the signals to it. The source is only read: ``DIR`` may not lie inside ``ROOT`` (or hold it), and a
 class folder in ``DIR`` that is a symlink (e.g. ``DIR`` being an ImageNet-100 link tree) is refused. Unreadable
 source images are listed at the end (exit status 1); everything else is still written.
 """
 import argparse
 import os
 import shutil
+import signal
 import sys
 from collections import Counter
 from multiprocessing import Pool
@@ -24,9 +26,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from ablate.data.listing import SPLITS, class_folders, preview, scan
-from ablate.data.store import CHUNK, Layout, gib, plan_store, write_store
-from ablate.errors import ConfigError
+from ablate.data.listing import SPLITS, Walk, preview, scan, to_rgb, tree_classes
+from ablate.data.store import CHUNK, Layout, chunk_size, gib, plan_store, quiet_worker, write_store
+from ablate.errors import ConfigError, Interrupted
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 LISTED = 200  # bytes of host memory per listed image: its path and label in Python, its size and label arrays
@@ -60,7 +62,7 @@ def convert(job: tuple[str, Path, int, int]) -> tuple[str, int, int, str | None]
             else:
                 outcome = "resized" if size != img.size else "re-encoded"
                 img.draft("RGB", size)  # JPEGs decode at a reduced scale still ≥ size: much faster
-                img.convert("RGB").resize(size, Image.LANCZOS).save(part, "JPEG", quality=quality)
+                to_rgb(img, path).resize(size, Image.LANCZOS).save(part, "JPEG", quality=quality)
     except (OSError, SyntaxError) as err:
         part.unlink(missing_ok=True)
         return "unreadable", 0, 0, f"{path} ({err})"
@@ -76,15 +78,16 @@ def plan(src: Path, out: Path, short_side: int, quality: int) -> list[tuple[str,
     s, o = src.resolve(), out.resolve()
     if o == s or o.is_relative_to(s) or s.is_relative_to(o):
         raise ConfigError(f"--out {out} and --src {src} overlap; the copy must go elsewhere")
-    jobs = []
+    jobs, walk = [], Walk()
+    classes = tree_classes(src, where, walk)
     for split in SPLITS:
-        classes = class_folders(src, split, where)
         for name in classes:
             folder = out / split / name
             if folder.is_symlink() or (folder.exists() and folder.resolve() != o / split / name):
                 raise ConfigError(f"--out: {folder} is a link; writing into it would write into its target")
         jobs += [(path, target(src, out, split, path), short_side, quality)
-                 for path, _ in scan(src, split, classes, where)]
+                 for path, _ in scan(src, split, classes, where, walk)]
+    walk.warn(where)
     return jobs
 
 
@@ -93,10 +96,10 @@ def prepare(src: Path, out: Path, short_side: int = 320, quality: int = 90, work
     jobs = plan(src, out, short_side, quality)
     for folder in {dest.parent for _, dest, _, _ in jobs}:
         folder.mkdir(parents=True, exist_ok=True)
-    totals, errors = Counter(), []
-    with Pool(workers or os.cpu_count()) as pool:
-        for outcome, read, written, error in tqdm(pool.imap_unordered(convert, jobs, chunksize=32), total=len(jobs),
-                                                  desc="prepare", unit="img"):
+    totals, errors, workers = Counter(), [], workers or os.cpu_count() or 1
+    with Pool(workers, quiet_worker) as pool:
+        results = pool.imap_unordered(convert, jobs, chunksize=chunk_size(len(jobs), workers, 32))
+        for outcome, read, written, error in tqdm(results, total=len(jobs), desc="prepare", unit="img"):
             totals.update({outcome: 1, "bytes_in": read, "bytes_out": written})
             if error:
                 errors.append(error)
@@ -131,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--dry-run sizes a pixel store: add --format pixels")
     if not args.dry_run and (args.src is None or args.out is None):
         parser.error("--src and --out are required")
+    signal.signal(signal.SIGTERM, Interrupted.on_signal)  # as Ctrl-C: the pool stops, and the line below says so
     try:
         if args.format == "pixels":
             return pixels(args, short)
@@ -138,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Interrupted) as err:
+        name = "SIGINT" if isinstance(err, KeyboardInterrupt) else str(err)
+        print(f"interrupted ({name}): what was written is kept; the same command resumes", file=sys.stderr)
+        return 130 if isinstance(err, KeyboardInterrupt) else 143
     errors = totals.pop("errors")
     done = ", ".join(f"{totals[k]} {k}" for k in ("resized", "re-encoded", "copied", "kept"))
     print(f"{args.out}: {done}; {totals['bytes_in'] / 2**20:.0f} MiB read, {totals['bytes_out'] / 2**20:.0f} MiB "
@@ -163,6 +171,8 @@ def pixels(args: argparse.Namespace, short: int) -> int:
         return 0
     totals = write_store(args.src, args.out, short, long, args.img_size, args.crop_pct, args.workers)
     errors = totals.pop("errors")
+    for damage in totals.pop("damaged"):
+        print(f"{args.out}: damaged: {damage}; its images were written again", file=sys.stderr)
     print(f"{args.out}: {totals['written']} written, {totals['kept']} kept")
     if errors:
         print(f"error: {len(errors)} unreadable image(s); the store stays unfinished until they are replaced and "
