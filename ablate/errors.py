@@ -30,6 +30,11 @@ class Interrupted(BaseException):
         raise cls(signal.Signals(signum).name)
 
 
+class RecordError(ValueError):
+    """A run's results.json that cannot be read as a record: cut short, garbled, or a field of the wrong type; the
+    message names the file (and the field) in one line."""
+
+
 class ReportError(Exception):
     """A report cannot be written where asked (e.g. it would replace a file it did not write)."""
 

@@ -1020,3 +1020,98 @@ def test_prepare_interrupted_says_so_in_one_line_and_a_rerun_resumes(photo_tree,
     assert resumed.returncode == 0, resumed.stderr
     kept = int(re.search(r"(\d+) kept", resumed.stdout).group(1))
     assert 0 < kept < 32, resumed.stdout
+
+
+# --- records that never contradict themselves, readers that check what they read ------------------------------------
+
+def test_a_run_that_completes_leaves_no_error_txt_beside_its_record(tmp_path, monkeypatch):
+    def fails(cfg):
+        raise RuntimeError("the first attempt failed")
+
+    def completes(cfg, run_dir, record, device, d):
+        record.status = "completed"
+    with monkeypatch.context() as m:
+        m.setattr(ablate.run.train, "build_data", fails)
+        with pytest.raises(RuntimeError):
+            run(compose(TINY), tmp_path, TINY)
+    assert (tmp_path / "error.txt").read_text().startswith("RuntimeError: the first attempt failed")
+    monkeypatch.setattr(ablate.run.train, "fit", completes)
+    record = run(compose(TINY), tmp_path, TINY)
+    aside, = tmp_path.glob("error-*.txt")
+    assert record.status == "completed" and record.error is None and not (tmp_path / "error.txt").exists()
+    assert read_record(tmp_path).past_errors == [aside.name] and "first attempt failed" in aside.read_text()
+
+
+def test_settings_outside_the_fingerprint_split_no_row_and_the_baseline_names_its_size(tmp_path):
+    from ablate.config.design import free_overrides, name_run
+    from ablate.report.build import load_runs, summarize
+    from ablate.run.record import RunRecord, write_record
+    free = free_overrides(["model=xs", "train.resume=false", "data.root=/d", "+data.verify=true",
+                           "train.check_every=5", "wandb.mode=online", "train.lr=1e-3", "seed=1"])
+    cfg = compose(["model=xs"])
+    record = RunRecord.start(cfg, {"group": "g", "variant": "v"}, [], free, None, "cpu", 1, 1)
+    assert record.free_overrides == ["model=xs", "train.lr=1e-3"]
+    assert name_run(cfg).variant == "PoolFormer-XS" and name_run(compose()).variant == "PoolFormer-S12"
+    # Records of an older ablate: the switch in free_overrides, Table 5's name for an xs baseline.
+    runs = [("base0", "PoolFormer-S12", True, [], 0, 80.0), ("base1", "PoolFormer-XS", True, ["train.resume=false"], 1, 82.0),
+            ("id0", "Pooling → Identity mapping", False, ["train.resume=false"], 0, 70.0),
+            ("id1", "Pooling → Identity mapping", False, ["wandb.mode=online"], 1, 71.0)]
+    for name, variant, baseline, extra, seed, top1 in runs:
+        write_record(tmp_path / name, RunRecord(
+            "Baseline" if baseline else "Token mixers", variant, row="baseline" if baseline else "identity",
+            is_baseline=baseline, free_overrides=["model=xs", *extra], seed=seed, status="completed", top1=top1,
+            epochs_done=2, epochs=2, model="xs", data="digits"))
+    table = summarize(load_runs([tmp_path]))
+    assert list(table.label) == ["PoolFormer, xs model (paper: S12)", "Pooling → Identity mapping"]
+    assert list(table.n) == [2, 2] and table.delta.iloc[1] == pytest.approx(-10.5)  # paired with its baseline
+
+
+@pytest.mark.parametrize("field,value,said", [("seed", 0.5, "field seed is 0.5, not int"),
+                                              ("top1", "abc", 'field top1 is "abc", not float or null'),
+                                              ("epochs_done", "six", 'field epochs_done is "six", not int')])
+def test_the_report_and_the_status_name_the_file_and_field_of_a_bad_record(tmp_path, capsys, caplog, field, value,
+                                                                          said):
+    from ablate.report.build import main as report
+    from ablate.sweep.status import main as status
+    write_record_of(tmp_path / "good")
+    bad = tmp_path / "bad" / "results.json"
+    write_record_of(bad.parent, seed=1)
+    bad.write_text(json.dumps({**json.loads(bad.read_text()), field: value}))
+    assert report([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "bad" in r.getMessage()]
+    assert warned == [f"skipping {bad}: {said}"]
+    assert "| 80.00 " in (tmp_path / "report" / "table.md").read_text()  # the good run is still reported
+    capsys.readouterr()
+    assert status([str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:-1]}
+    assert rows == {"bad": "unreadable", "good": "completed"} and err == f"warning: {bad}: {said}\n"
+
+
+def test_a_cut_short_record_is_unreadable_not_pending(tmp_path, capsys):
+    from ablate.sweep.status import main as status
+    write_record_of(tmp_path / "cut")
+    record = tmp_path / "cut" / "results.json"
+    record.write_text(record.read_text()[:60])
+    assert status([str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    row = next(line for line in out.splitlines() if line.startswith("cut "))
+    assert row.split() == ["cut", "unreadable", "—", "—", "—", "—"] and "pending" not in out
+    assert err == f"warning: {record} is unreadable (not JSON: cut short or garbled)\n"
+
+
+@pytest.mark.slow
+def test_an_unreadable_image_with_a_name_that_is_not_utf8_gets_its_error_txt(image_tree, tmp_path):
+    root = image_tree(("cat", "dog"), per_class=2)
+    name = os.fsdecode(b"caf\xe9.JPEG")  # Latin-1, as an old archive names it: surrogates in Python
+    (root / "train" / "cat" / name).write_bytes(b"not a jpeg")
+    args = ["model=xs", "train.epochs=1", "data=folder", f"data.root={root}", "data.img_size=32",
+            "train.batch_size=2", "hydra.run.dir=run"]
+    proc = subprocess.run([sys.executable, "-m", "ablate", *args], cwd=tmp_path, capture_output=True, timeout=600)
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 1 and "Traceback" not in err, err[-3000:]
+    escaped = str(root / "train" / "cat").encode().decode() + "/caf\\udce9.JPEG"
+    assert f"1 unreadable image(s): {escaped}" in err
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["status"] == "failed" and escaped in record["error"].encode("unicode_escape").decode()
+    assert (tmp_path / "run" / "error.txt").read_text().startswith(f"ConfigError: data.root={root}: 1 unreadable")

@@ -37,8 +37,8 @@ def write(run_dir: Path, row: str, seed: int, status: str, done: int, wall_s: fl
 
 @pytest.fixture
 def sweep(tmp_path: Path) -> Path:
-    """Four listed jobs (completed, running, running but silent for 2 h, not started with a half-written record)
-    and one run the job list does not name."""
+    """Four listed jobs (completed, running, running but silent for 2 h, a record cut short) and one run the job
+    list does not name."""
     root = tmp_path / "sweep"
     root.mkdir()
     (root / "multirun.yaml").write_text(JOB_LIST)
@@ -55,7 +55,7 @@ def test_every_job_is_shown_with_its_progress_and_eta(sweep: Path) -> None:
     jobs = collect(sweep, now=NOW)
     assert [(j.name, j.status, j.listed) for j in jobs] == [
         ("baseline,model=xs/seed=0", "completed", True), ("baseline,model=xs/seed=1", "running", True),
-        ("identity,model=xs/seed=0", "stale?", True), ("identity,model=xs/seed=1", "pending", True),
+        ("identity,model=xs/seed=0", "stale?", True), ("identity,model=xs/seed=1", "unreadable", True),
         ("older/seed=0", "completed", False)]
     lines = table(jobs).splitlines()
     assert lines[0].split() == ["run", "status", "epoch", "top-1", "img/s", "ETA"]
@@ -63,9 +63,9 @@ def test_every_job_is_shown_with_its_progress_and_eta(sweep: Path) -> None:
     # Two epochs of 10 s left, 4 s of which have passed since its last record.
     assert lines[2].split() == ["baseline,model=xs/seed=1", "running", "1/3", "91.00", "1200", "16", "s"]
     assert lines[3].split()[:2] == ["identity,model=xs/seed=0", "stale?"]
-    assert lines[4].split() == ["identity,model=xs/seed=1", "pending", "—", "—", "—", "?"]
-    # Left: 16 s running, 20 s of the stale run, and the pending one as the median run (40, 30, 30, 50 s: 35 s).
-    assert summary(jobs) == ("5 runs: 2 completed, 1 running, 1 stale?, 1 pending; 8/12 epochs of started runs; "
+    assert lines[4].split() == ["identity,model=xs/seed=1", "unreadable", "—", "—", "—", "—"]
+    # Left: 16 s running, 20 s of the stale run, and the unreadable one as the median run (40, 30, 30, 50 s: 35 s).
+    assert summary(jobs) == ("5 runs: 2 completed, 1 running, 1 stale?, 1 unreadable; 8/12 epochs of started runs; "
                              "ETA 1 min 11 s at 1 run(s) at a time")
 
 
@@ -91,7 +91,8 @@ def test_cli_prints_the_status_without_torch(sweep: Path) -> None:
     modules, out = imported_after(f"import runpy\nsys.argv = ['ablate.sweep.status', {str(sweep)!r}]\n"
                                   "runpy.run_module('ablate.sweep.status', run_name='__main__')")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0] == str(sweep) and "identity,model=xs/seed=1  pending" in out.stdout
+    assert out.stdout.splitlines()[0] == str(sweep) and "identity,model=xs/seed=1  unreadable" in out.stdout
+    assert f"{sweep}/identity,model=xs/seed=1/results.json is unreadable (not JSON" in out.stderr
     assert out.stdout.splitlines()[-1].startswith("5 runs: 2 completed")
     assert not modules & set(HEAVY)
 

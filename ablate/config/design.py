@@ -69,7 +69,9 @@ def name_run(cfg: DictConfig) -> RunName:
     row_id = next((i for i, row_design in designs.items() if row_design == d), None)
     if row_id is not None:
         row = table5.row(row_id)
-        return RunName(row_id, row.group, row.variant, row_id == table5.BASELINE)
+        if row_id == table5.BASELINE:  # Table 5 names it by the paper's size (PoolFormer-S12); it names the one run
+            return RunName(row_id, row.group, f"PoolFormer-{cfg.model.name.upper()}", True)
+        return RunName(row_id, row.group, row.variant, False)
     base = designs[table5.BASELINE]
     diff = ", ".join(f"{k}={_format(v)}" for k, v in d.items() if base.get(k) != v)
     return RunName(None, "Custom", diff, False)

@@ -23,12 +23,12 @@ import pandas as pd
 from ablate.reference import table5
 from ablate.report import paper
 from ablate.report.effects import add_effects, paper_agreement
-from ablate.errors import ReportError, RunDirError
+from ablate.errors import RecordError, ReportError, RunDirError
 from ablate.report.latex import latex_table
 from ablate.report.outdir import staged
 from ablate.report.plots import write_plots
 from ablate.report.stats import exact_percent
-from ablate.run.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
+from ablate.run.record import FIELD, HISTORY, RESULTS, STATUSES, decides_result, fields_of_type, load_record
 from ablate.report.tables import DELTA_SEEDS, agreement_section, baseline_spread, cells, distinct, header, \
     markdown_table, reading
 
@@ -78,9 +78,10 @@ def load_runs(dirs: Sequence[Path], metric: str = "raw") -> pd.DataFrame:
     ``metric``; with ``metric="ema"`` top1, top5 and best_top1 hold the EMA model's."""
     records = []
     for run_dir in find_runs(dirs):
-        record = read_record(run_dir)
-        if record is None:
-            log.warning("skipping %s: its %s is unreadable", run_dir, RESULTS)
+        try:
+            record = load_record(run_dir)
+        except RecordError as e:  # one line naming the file and the field; the other runs are still reported
+            log.warning("skipping %s", e)
             continue
         records.append({**asdict(record), "run_dir": run_dir})
     if not records:
@@ -95,12 +96,16 @@ def load_runs(dirs: Sequence[Path], metric: str = "raw") -> pd.DataFrame:
     runs[INT_COLUMNS] = runs[INT_COLUMNS].astype("Int64")
     runs[FLOAT_COLUMNS] = runs[FLOAT_COLUMNS].astype(float)
     runs["extra"] = _extras(runs.free_overrides)
+    # A row is a design: the baseline's is Table 5's, whichever model size ran it (its label says the size).
+    runs.loc[runs.is_baseline.astype(bool), FIELD.variant] = paper.BASELINE.variant
     runs[VAL_IMAGES] = runs.data_info.map(lambda info: info.get(VAL_IMAGES)).astype("Int64")
     return runs
 
 
 def _extras(free: pd.Series) -> pd.Series:
-    """The settings that differ within the report; those shared by every run name no row."""
+    """The settings that differ within the report; those shared by every run, and those outside the fingerprint
+    (records older than the filter in RunRecord.start keep e.g. train.resume=false), name no row."""
+    free = free.map(lambda f: [o for o in f if decides_result(o)])
     shared = set.intersection(*map(set, free))
     return free.map(lambda f: ", ".join(o for o in f if o not in shared))
 

@@ -15,6 +15,7 @@ import secrets
 import statistics
 import subprocess
 import time
+import types
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -22,16 +23,17 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.errors import WriteError
+from ablate.errors import RecordError, WriteError
 
 RESULTS = "results.json"
 HISTORY = "history.csv"
 ERROR = "error.txt"
+PAST_ERROR = "error-{}.txt"  # an earlier attempt's error.txt, set aside when the run starts again
 TEMP_PATTERN = ".*.tmp"  # atomic_write's temp files
 RESERVE = ".reserve"  # space set aside while a run trains, freed to record a failure on a full disk
 RESERVE_BYTES = 256 * 1024  # error.txt and results.json, a few KB each, several times over
@@ -44,6 +46,12 @@ PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
 # the loss is read), the resume switch.
 NOT_RESULT_KEYS = ("data.root", "data.verify", "wandb", "train.check_every", "train.resume")
 PROGRESS = {"progress": True}  # a field's metadata: what a run has achieved so far; a restart starts from it
+
+
+def decides_result(override: str) -> bool:
+    """Whether ``override`` sets a key that decides the result: not one of NOT_RESULT_KEYS (or below one)."""
+    key = override.partition("=")[0].lstrip("+~")
+    return not any(key == k or key.startswith(f"{k}.") or key.startswith(f"{k}/") for k in NOT_RESULT_KEYS)
 
 
 def now() -> str:
@@ -109,6 +117,7 @@ class RunRecord:
     ema_top5: float | None = field(default=None, metadata=PROGRESS)
     ema_best_top1: float | None = field(default=None, metadata=PROGRESS)
     error: str | None = None
+    past_errors: list[str] = field(default_factory=list)  # earlier attempts' error.txt, set aside (PAST_ERROR)
     # Cost.
     params_m: float | None = field(default=None, metadata=PROGRESS)
     frozen_params_m: float | None = field(default=None, metadata=PROGRESS)
@@ -134,7 +143,9 @@ class RunRecord:
         t = cfg.train
         global_batch = t.batch_size * world_size * accum_steps
         config = result_config(cfg, global_batch)
-        return cls(**names, overrides=list(overrides), free_overrides=list(free), sweep=sweep, seed=cfg.seed,
+        # Settings outside the fingerprint (train.resume=false to retrain, where the data lives) name no variant.
+        free = [o for o in free if decides_result(o)]
+        return cls(**names, overrides=list(overrides), free_overrides=free, sweep=sweep, seed=cfg.seed,
                    model=cfg.model.name, data=cfg.data.name, recipe=t.name, img_size=cfg.data.img_size,
                    epochs=t.epochs + t.cooldown_epochs, global_batch=global_batch, batch_size=t.batch_size,
                    accum_steps=accum_steps, fingerprint=fingerprint(config), config=config, device=device,
@@ -148,9 +159,16 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunRecord":
-        """A record from JSON; keys of other versions are ignored, missing ones take their defaults."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """A record from JSON; keys of other versions are ignored, missing ones take their defaults. ValueError,
+        naming the field, for a value of the wrong type (or an unknown status)."""
+        hints = get_type_hints(cls)
+        known = {k: v for k, v in data.items() if k in hints}
+        for name, value in known.items():
+            if not _is_a(value, hints[name]):
+                raise ValueError(f"field {name} is {json.dumps(value)}, not {_type_name(hints[name])}")
+        if known.get("status", "running") not in STATUSES:
+            raise ValueError(f"field status is {json.dumps(known['status'])}, not one of {', '.join(STATUSES)}")
+        return cls(**known)
 
     def update_from_history(self, history: Sequence[Mapping[str, Any]], peak_mem_mb: float) -> None:
         """Metrics from the per-epoch history: the last epoch's, the best top-1, the median speed."""
@@ -166,6 +184,33 @@ class RunRecord:
         self.img_per_s = statistics.median(r["img_per_s"] for r in history)
         self.peak_mem_mb = peak_mem_mb
         self.updated_at = now()
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a field's type hint (an int is a float, a bool is no number)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_is_a(value, a) for a in args)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_is_a(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if isinstance(value, bool):
+        return hint is bool
+    return isinstance(value, (int, float) if hint is float else hint)
+
+
+def _type_name(hint: Any) -> str:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(map(_type_name, get_args(hint)))
+    if origin is list:
+        return f"a list of {_type_name(get_args(hint)[0])}"
+    return "an object" if origin is dict else "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 PROGRESS_FIELDS = tuple(f.name for f in fields(RunRecord) if f.metadata.get("progress"))
@@ -295,26 +340,57 @@ def write_run_config(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -
 
 
 def write_error(run_dir: Path, summary: str, details: str) -> None:
-    """``error.txt``: the one-line reason first, then the traceback."""
+    """``error.txt``: the one-line reason first, then the traceback. Text from the file system (a file name that is
+    not UTF-8, held by Python as surrogates) is written with backslash escapes instead of failing."""
     def dump(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(f"{summary}\n\n{details}")
     atomic_write(Path(run_dir) / ERROR, dump)
 
 
+def set_aside_errors(run_dir: Path) -> list[str]:
+    """Rename an earlier attempt's ``error.txt`` to ``error-<its time>.txt``, so that a run that goes on to complete
+    leaves no error beside its record; the names of all such files, for the record's ``past_errors``."""
+    path = Path(run_dir) / ERROR
+    if path.exists():
+        stamp = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        os.replace(path, path.with_name(PAST_ERROR.format(stamp)))
+    return sorted(p.name for p in Path(run_dir).glob(PAST_ERROR.format("*")))
+
+
 def write_record(run_dir: Path, record: RunRecord) -> None:
     def dump(tmp: str) -> None:
+        # ensure_ascii: a file name that is not UTF-8 (surrogates in Python) is written as \udcxx escapes, not refused
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(asdict(record), f, indent=2, default=str)
             f.write("\n")
     atomic_write(Path(run_dir) / RESULTS, dump)
 
 
-def read_record(run_dir: Path) -> RunRecord | None:
-    """The run's record, or None when there is none (or it is unreadable, i.e. never finished writing)."""
+def load_record(run_dir: Path) -> RunRecord:
+    """The run's record. FileNotFoundError when there is none; RecordError, one line naming the file (and the field),
+    when it is unreadable (cut short, garbled) or holds a value of the wrong type."""
+    path = Path(run_dir) / RESULTS
     try:
-        return RunRecord.from_dict(json.loads((Path(run_dir) / RESULTS).read_text(encoding="utf-8")))
-    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        reason = "not JSON: cut short or garbled" if isinstance(e, ValueError) else (e.strerror or str(e)).lower()
+        raise RecordError(f"{path} is unreadable ({reason})") from e
+    if not isinstance(data, dict):
+        raise RecordError(f"{path} is unreadable (not a JSON object)")
+    try:
+        return RunRecord.from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise RecordError(f"{path}: {e}") from e
+
+
+def read_record(run_dir: Path) -> RunRecord | None:
+    """The run's record, or None when there is none or it cannot be read (``load_record``)."""
+    try:
+        return load_record(run_dir)
+    except (FileNotFoundError, RecordError):
         return None
 
 

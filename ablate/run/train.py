@@ -45,8 +45,8 @@ from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
 from ablate.data.loaders import Batches, build_loaders, epoch_seed
 from ablate.config.model import build_model, min_train_bytes
 from ablate.model import fast_norms, model_stats
-from ablate.run.record import (RunRecord, now, read_record, release_space, reserve_space, write_error, write_history,
-                               write_record, write_run_config, write_val_correct)
+from ablate.run.record import (RunRecord, now, read_record, release_space, reserve_space, set_aside_errors, write_error,
+                               write_history, write_record, write_run_config, write_val_correct)
 from ablate.run.rundir import check_same_run, claimed
 from ablate.run.tracking import Tracker
 
@@ -80,6 +80,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: st
             record.resume_from(previous)
         if d.is_main:
             reserve_space(run_dir)
+            record.past_errors = set_aside_errors(run_dir)  # this attempt's error.txt, if any, is its own
             write_run_config(run_dir, cfg, overrides)
             write_record(run_dir, record)
         _fit_and_record(cfg, run_dir, record, device, d)

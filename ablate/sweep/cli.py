@@ -66,6 +66,8 @@ def summary_line(record: RunRecord, run_dir: Path) -> str:
 def main() -> None:
     # A log file on a full disk or a read-only mount: the run's one-line error says so, not a traceback per line.
     logging.raiseExceptions = False
+    # File names that are not UTF-8 (surrogates in Python) are printed with escapes, as stderr prints them.
+    sys.stdout.reconfigure(errors="backslashreplace")
     # SIGTERM (SLURM, kill) between a sweep's jobs too, not only while one trains: the sweep reports what finished.
     signal.signal(signal.SIGTERM, Interrupted.on_signal)
     try:

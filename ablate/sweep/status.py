@@ -9,6 +9,9 @@ What the files tell:
 - a job that has not started: only the sweep's job list, from the ``multirun.yaml`` Hydra writes into the sweep
   directory when the sweep starts (the latest command's, when a sweep was re-run with other overrides); such
   jobs are ``pending``, named as the sweep names job directories, with their epochs and speed unknown;
+- a run whose ``results.json`` cannot be read (cut short, garbled, a field of the wrong type) is ``unreadable``, with
+  one line naming the file and the field after the table; the sweep's ETA counts it as a pending run (a sweep run
+  again runs it again);
 - a run whose process died without a word (killed, node lost) still says ``running``: it is flagged ``stale?``
   once its record is older than three of its epochs plus ten minutes; its epochs left, like an ``interrupted``
   run's, count as work left.
@@ -26,7 +29,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ablate.run.record import RESULTS, RunRecord, read_record
+from ablate.errors import RecordError
+from ablate.run.record import RESULTS, RunRecord, load_record
 from ablate.sweep.jobs import job_dirname, job_overrides
 
 JOB_LIST = "multirun.yaml"
@@ -44,6 +48,7 @@ class Job:
     listed: bool = False  # in the sweep's job list
     age_s: float = 0.0  # since the record was last written
     elapsed_s: float | None = None  # from the record's start to its last write
+    problem: str | None = None  # why its results.json cannot be read (then ``record`` is None)
 
     @property
     def epoch_s(self) -> float | None:
@@ -52,6 +57,8 @@ class Job:
 
     @property
     def status(self) -> str:
+        if self.problem is not None:
+            return "unreadable"
         if self.record is None:
             return "pending"
         if self.record.status == "running" and self.epoch_s and self.age_s > STALE_EPOCHS * self.epoch_s + STALE_S:
@@ -69,6 +76,8 @@ class Job:
     def left_s(self) -> float | None:
         """Seconds of work left, None where unknown; a stale run's epochs count as left, to be run again."""
         status = self.status
+        if status == "unreadable":  # the sweep, run again, runs it again: unknown, as a pending run
+            return None
         if status not in UNFINISHED:
             return 0.0
         if self.total_s() is None:
@@ -102,8 +111,8 @@ def _job_list(sweep_dir: Path) -> list[list[str]]:
 def collect(root: Path, now: datetime | None = None) -> list[Job]:
     """Every job under ``root``: the listed jobs of each sweep in order, then runs no job list names."""
     now = now or datetime.now(timezone.utc)
-    found = {p.parent: read_record(p.parent) for p in sorted(root.rglob(RESULTS))}
-    by_overrides = {tuple(sorted(r.overrides)): d for d, r in found.items() if r is not None}
+    found = {p.parent: _read(p.parent) for p in sorted(root.rglob(RESULTS))}
+    by_overrides = {tuple(sorted(r.overrides)): d for d, r in found.items() if isinstance(r, RunRecord)}
     jobs, listed = [], set()
     for job_list in sorted(root.rglob(JOB_LIST)):
         for overrides in _job_list(job_list.parent):
@@ -114,10 +123,20 @@ def collect(root: Path, now: datetime | None = None) -> list[Job]:
     return jobs
 
 
-def _job(root: Path, run_dir: Path, record: RunRecord | None, now: datetime, listed: bool = False) -> Job:
+def _read(run_dir: Path) -> RunRecord | str | None:
+    """The run's record, or why it cannot be read (one line naming the file and the field), or None when gone."""
+    try:
+        return load_record(run_dir)
+    except FileNotFoundError:  # removed since it was listed
+        return None
+    except RecordError as e:
+        return str(e)
+
+
+def _job(root: Path, run_dir: Path, record: RunRecord | str | None, now: datetime, listed: bool = False) -> Job:
     name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
-    if record is None:
-        return Job(name, None, listed)
+    if not isinstance(record, RunRecord):
+        return Job(name, None, listed, problem=record)
     return Job(name, record, listed, _seconds(record.updated_at, now) or 0.0,
                _seconds(record.started_at, record.updated_at))
 
@@ -185,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     print(f"{root}\n{table(jobs)}\n{summary(jobs)}")
+    for job in jobs:
+        if job.problem:
+            print(f"warning: {job.problem}", file=sys.stderr)
     return 0
 
 
