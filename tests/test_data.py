@@ -80,7 +80,7 @@ def test_folder_loads_train_and_val_with_sorted_labels(image_tree):
     assert bundle.num_classes == 3 and bundle.train.classes == ["cat", "dog", "fox"]
     assert (len(bundle.train), len(bundle.val)) == (9, 9)
     assert bundle.info == {"root": str(root), "num_classes": 3, "train_images": 9, "val_images": 9, "verified": True,
-                           "hidden_skipped": 1}
+                           "hidden_skipped": 1, "links_followed": 0, "links_refused": 0}
     x, y = next(iter(DataLoader(bundle.train, batch_size=4)))
     assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32 and y.tolist() == [0, 0, 0, 1]
     assert bundle.val[8][0].shape == (3, 32, 32)
