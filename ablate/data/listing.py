@@ -127,10 +127,11 @@ def image_files(folder: Path, walk: Walk | None = None) -> list[str]:
     return [os.path.join(root, name) for root, names in sorted(walk.walk(folder)) for name in sorted(names)]
 
 
-def count_images(folders: list[Path], at_most: int, root: Path | None = None) -> int:
-    """The images under ``folders`` (class folders under ``root``), counted only until there are ``at_most``."""
+def count_images(folders: list[Path], at_most: int, root: Path) -> int:
+    """The images under ``folders`` (class folders of the tree at ``root``), listed as ``scan`` lists them, counted
+    only until there are ``at_most``."""
     walk, n = Walk(), 0
-    walk.fence += [os.path.realpath(p) for p in ([root] if root else []) + list(folders)]
+    walk.enclose(root, folders)
     for folder in folders:
         for _, names in walk.walk(folder):
             n += len(names)

@@ -128,10 +128,7 @@ def _write_one(job: tuple[str, int, str]) -> tuple[str, int, tuple[int, int, int
             pixels, meta = val_pixels(img, layout.img_size, layout.crop_pct), (layout.img_size, layout.img_size, 0)
     except OSError as err:
         return split, i, (0, 0, 0), str(err)
-    slot = _WORKER["arrays"][split][i]
-    slot[pixels.shape[0]:] = 0  # the box beyond the image: zeros, also where a damaged store is repaired
-    slot[:, pixels.shape[1]:] = 0
-    slot[:pixels.shape[0], :pixels.shape[1]] = pixels
+    _WORKER["arrays"][split][i, :pixels.shape[0], :pixels.shape[1]] = pixels
     return split, i, meta, None
 
 
@@ -270,15 +267,24 @@ def _check_finished(out: Path, settings: dict, layout: Layout) -> list[str] | No
 
 def _clear_marks(out: Path, split: str, layout: Layout, found: dict[str, tuple[str, list[int] | None]],
                  chunk: int | None) -> None:
-    """Mark ``split``'s images in damaged chunks as not written; all of them when its meta file is damaged."""
+    """Mark ``split``'s images in damaged chunks as not written, their slots zeros again (as a new store's, whose
+    boxes hold zeros beyond each image); all of them, by emptying the file, when its meta file is damaged."""
     meta = _load_meta(out / f"{split}_meta.npy", layout.shape(split)[0])
-    pixels, marks = found.get(f"{split}.u8"), found.get(f"{split}_meta.npy")
+    pixels, marks, path = found.get(f"{split}.u8"), found.get(f"{split}_meta.npy"), out / f"{split}.u8"
     if marks is not None or (pixels is not None and pixels[1] is None):
         meta[:] = 0
-    elif pixels is not None:
+        if path.exists():
+            os.truncate(path, 0)  # write_store extends it again: a sparse file of zeros
+    elif pixels is not None and path.exists():
+        os.truncate(path, layout.nbytes(split))  # a cut file is extended with zeros, a longer one cut back
+        slots = _open(out, split, layout, "r+")
         per_image = max(1, layout.nbytes(split) // max(1, len(meta)))
         for c in pixels[1]:
-            meta[c * chunk // per_image:-(-(c + 1) * chunk // per_image)] = 0
+            images = slice(c * chunk // per_image, -(-(c + 1) * chunk // per_image))
+            meta[images], slots[images] = 0, 0
+        slots.flush()
+    elif pixels is not None:  # missing: write_store makes it anew
+        meta[:] = 0
     _save_npy(out / f"{split}_meta.npy", meta)
 
 
