@@ -822,9 +822,9 @@ def high_depth_images(folder: Path) -> dict[str, np.ndarray]:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     rows = b"".join(b"\0" + row.tobytes() for row in rgb)  # PIL writes no 16-bit RGB PNG: by hand
-    (folder / "rgb16.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 48, 16, 2, 0, 0,
-                                                                                         0))
-                                       + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    header = struct.pack(">IIBBBBB", 64, 48, 16, 2, 0, 0, 0)  # 16 bits a sample, RGB
+    png = [chunk(b"IHDR", header), chunk(b"IDAT", zlib.compress(rows)), chunk(b"IEND", b"")]
+    (folder / "rgb16.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(png))
     floats = np.linspace(0, 1, 48 * 64, dtype=np.float32).reshape(48, 64)
     Image.fromarray(floats).save(folder / "float.tif")
     as_rgb = lambda g: np.repeat(g[..., None], 3, axis=2)  # noqa: E731
@@ -928,7 +928,7 @@ def test_a_damaged_store_is_refused_in_one_line_and_prepare_repairs_it(store, ca
             build_data(store_cfg(out, verify))
         said = str(refused.value)
         assert re.search(message, said) and "\n" not in said, said
-        assert f"the pixel store is damaged" in said and f"--src {src} --out {out}" in said
+        assert "the pixel store is damaged" in said and f"--src {src} --out {out}" in said
     assert prepare_store(src, out) == 0
     captured = capsys.readouterr()
     assert re.search(checking.split("; ")[0], captured.err) and "written again" in captured.err
@@ -993,7 +993,8 @@ sys.exit(prepare.main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt,sig,to,code", [("jpeg", signal.SIGTERM, "pid", 143), ("pixels", signal.SIGINT, "group", 130),
+@pytest.mark.parametrize("fmt,sig,to,code", [("jpeg", signal.SIGTERM, "pid", 143),
+                                             ("pixels", signal.SIGINT, "group", 130),
                                              ("jpeg", signal.SIGTERM, "group", 143)])
 def test_prepare_interrupted_says_so_in_one_line_and_a_rerun_resumes(photo_tree, tmp_path, fmt, sig, to, code):
     src = photo_tree(classes=2, train_per_class=12, val_per_class=4, size=(40, 40))
@@ -1053,7 +1054,8 @@ def test_settings_outside_the_fingerprint_split_no_row_and_the_baseline_names_it
     assert record.free_overrides == ["model=xs", "train.lr=1e-3"]
     assert name_run(cfg).variant == "PoolFormer-XS" and name_run(compose()).variant == "PoolFormer-S12"
     # Records of an older ablate: the switch in free_overrides, Table 5's name for an xs baseline.
-    runs = [("base0", "PoolFormer-S12", True, [], 0, 80.0), ("base1", "PoolFormer-XS", True, ["train.resume=false"], 1, 82.0),
+    runs = [("base0", "PoolFormer-S12", True, [], 0, 80.0),
+            ("base1", "PoolFormer-XS", True, ["train.resume=false"], 1, 82.0),
             ("id0", "Pooling → Identity mapping", False, ["train.resume=false"], 0, 70.0),
             ("id1", "Pooling → Identity mapping", False, ["wandb.mode=online"], 1, 71.0)]
     for name, variant, baseline, extra, seed, top1 in runs:

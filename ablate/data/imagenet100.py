@@ -19,8 +19,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ablate.data import DATASETS, DataBundle
-from ablate.data.folder import image_folder_bundle, is_store, root_dir
+from ablate.data.folder import image_folder_bundle, root_dir
 from ablate.data.listing import SPLITS, class_folders, preview, scan, split_dir
+from ablate.data.storecheck import is_store
 from ablate.errors import ConfigError
 
 CLASS_LIST = "imagenet100_wnids.txt"

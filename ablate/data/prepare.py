@@ -10,7 +10,8 @@ re-encoded and get ``.jpg`` appended to their name. EXIF orientation is not appl
 
 Safe to stop and rerun: each file is written to a hidden ``.part`` file and renamed into place, so a file that
 exists is complete and is skipped. Ctrl-C or SIGTERM (to the process or its whole group) stops it with one line and
-exit status 130 / 143; the pool's workers leave the signals to it. The source is only read: ``DIR`` may not lie inside ``ROOT`` (or hold it), and a
+exit status 130 / 143; the pool's workers leave the signals to it. The source is only read: ``DIR`` may not lie
+inside ``ROOT`` (or hold it), and a
 class folder in ``DIR`` that is a symlink (e.g. ``DIR`` being an ImageNet-100 link tree) is refused. Unreadable
 source images are listed at the end (exit status 1); everything else is still written.
 """

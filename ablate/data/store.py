@@ -338,7 +338,8 @@ def store_bundle(cfg: DictConfig, root: Path, classes: list[str] | None, expect_
                           "prepare a store for these (python -m ablate.data.prepare --format pixels)")
     train, val = (open_split(root, split, manifest) for split in SPLITS)
     info = {"root": str(root), "num_classes": len(stored), "train_images": len(train[0]),
-            "val_images": len(val[0]), "store": {**{k: manifest[k] for k in ("checksum", "bytes", "source")}, "verified": bool(cfg.data.verify)}}
+            "val_images": len(val[0]), "store": {**{k: manifest[k] for k in ("checksum", "bytes", "source")},
+                                                 "verified": bool(cfg.data.verify)}}
     (pixels, meta, labels), (ready, _, val_labels) = train, val
     return DataBundle(PixelSplit((pixels, labels), TrainRecipe.from_config(cfg, meta)),
                       PixelSplit((ready, val_labels), eval_batch), len(stored), info)

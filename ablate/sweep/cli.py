@@ -1,5 +1,6 @@
 """``python -m ablate``: one variant, or a Hydra multirun sweep of them."""
 import atexit
+import io
 import logging
 import os
 import shutil
@@ -67,7 +68,8 @@ def main() -> None:
     # A log file on a full disk or a read-only mount: the run's one-line error says so, not a traceback per line.
     logging.raiseExceptions = False
     # File names that are not UTF-8 (surrogates in Python) are printed with escapes, as stderr prints them.
-    sys.stdout.reconfigure(errors="backslashreplace")
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     # SIGTERM (SLURM, kill) between a sweep's jobs too, not only while one trains: the sweep reports what finished.
     signal.signal(signal.SIGTERM, Interrupted.on_signal)
     try:
