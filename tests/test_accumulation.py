@@ -14,7 +14,7 @@ from ablate import ConfigError, compose
 from ablate.config.checks import accumulation_steps
 from ablate.data import DataBundle
 from ablate.run.distributed import Dist
-from ablate.run.record import RunRecord
+from ablate.record import RunRecord
 from ablate.run.train import setup, train_one_epoch
 
 CPU = torch.device("cpu")

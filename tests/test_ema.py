@@ -11,7 +11,7 @@ import torch
 from ablate import ConfigError, compose
 from ablate.reference import table5
 from ablate.report.build import load_runs, main, summarize
-from ablate.run.record import RunRecord, read_val_correct, write_record, write_val_correct
+from ablate.record import RunRecord, read_val_correct, write_record, write_val_correct
 from ablate.run.train import run
 
 EMA = ["model=xs", "train.epochs=3", "train.ema_decay=0.9"]

@@ -20,7 +20,7 @@ from ablate.config.model import min_train_bytes
 from ablate.data.loaders import TensorBatches
 from ablate.model.pooling import IMPLEMENTATIONS, box_pool
 from ablate.run.distributed import Dist
-from ablate.run.record import HISTORY
+from ablate.record import HISTORY
 from ablate.run.train import evaluate, run
 
 CUDA = torch.cuda.is_available()

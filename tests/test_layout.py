@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from ablate.reference import table5
 from ablate.config import CONF_DIR, group_options
-from ablate.run.record import RunRecord, write_record
+from ablate.record import RunRecord, write_record
 from ablate.report.build import load_runs
 from ablate.sweep.jobs import job_overrides
 

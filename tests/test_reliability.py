@@ -17,8 +17,8 @@ import torch
 import ablate.run.train
 from ablate import compose
 from ablate.errors import CheckpointError, ConfigError, RunDirError
-from ablate.run.record import read_record, read_val_correct
-from ablate.run.rundir import locked
+from ablate.record import read_record, read_val_correct
+from ablate.files import locked
 from ablate.sweep.jobs import job_dirname, sweep_dirname
 from ablate.run.train import run
 
@@ -187,7 +187,7 @@ def test_job_directories_are_one_to_one_and_bounded():
     assert sweep_dirname(["data.root=/a/x/y"]) != sweep_dirname(["data.root=/a/x.y"])
 
 
-HOLD = "import sys, time\nfrom ablate.run.rundir import locked\nwith locked(__import__('pathlib').Path(sys.argv[1])):\n" \
+HOLD = "import sys, time\nfrom ablate.files import locked\nwith locked(__import__('pathlib').Path(sys.argv[1])):\n" \
        "    print('held', flush=True)\n    time.sleep(60)\n"
 
 
@@ -314,7 +314,7 @@ def test_a_full_disk_is_recorded_even_when_not_one_byte_is_left(tmp_path, small_
     """A real small file system where mounting is allowed, else ENOSPC from every writer; either way the disk is
     full to the last byte when the run next writes, and the record still says why it failed."""
     import ablate.run.checkpoint
-    import ablate.run.record
+    import ablate.record
     run_dir = (small_disk or tmp_path) / "run"
     injected = DevFull(run_dir)
     evaluate = ablate.run.train.evaluate
@@ -327,7 +327,7 @@ def test_a_full_disk_is_recorded_even_when_not_one_byte_is_left(tmp_path, small_
         return result
     monkeypatch.setattr(ablate.run.train, "evaluate", evaluate_then_fill)
     if small_disk is None:
-        for module in (ablate.run.record, ablate.run.checkpoint):
+        for module in (ablate.record, ablate.run.checkpoint):
             monkeypatch.setattr(module, "open", injected, raising=False)
     with pytest.raises(OSError):
         run(compose(TINY), run_dir, TINY)
@@ -344,13 +344,13 @@ def test_every_writer_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, lay
     import numpy as np
 
     import ablate.run.checkpoint
-    import ablate.run.record
+    import ablate.record
     from ablate.errors import WriteError
-    from ablate.run.record import RunRecord, write_error, write_history, write_record, write_val_correct
+    from ablate.record import RunRecord, write_error, write_history, write_record, write_val_correct
     injected = DevFull(tmp_path)
     injected.full = True
     (tmp_path / ".reserve").write_bytes(b"")
-    for module in (ablate.run.record, ablate.run.checkpoint):
+    for module in (ablate.record, ablate.run.checkpoint):
         monkeypatch.setattr(module, "open", injected, raising=False)
     write = {
         "checkpoint.pt (torch)": lambda: ablate.run.checkpoint.save_checkpoint(
@@ -369,7 +369,7 @@ def test_every_writer_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, lay
 
 def test_files_follow_the_umask(tmp_path):
     from ablate.report.outdir import staged
-    from ablate.run.record import RunRecord, write_record
+    from ablate.record import RunRecord, write_record
     previous = os.umask(0o022)
     try:
         write_record(tmp_path / "run", RunRecord("g", "v"))
@@ -398,7 +398,7 @@ def read_only(tmp_path):
 
 def test_a_read_only_folder_is_refused_in_one_line(read_only):
     from ablate.errors import WriteError
-    from ablate.run.record import ensure_writable
+    from ablate.record import ensure_writable
     with pytest.raises(WriteError, match=rf"cannot write to {read_only}: "):
         ensure_writable(read_only / "outputs" / "run")
     with pytest.raises(WriteError, match=rf"cannot lock {read_only}: "):
@@ -524,7 +524,7 @@ def test_out_naming_a_file_is_refused_in_one_line(tmp_path, capsys):
 
 
 def write_record_of(run_dir: Path, status: str = "completed", top1: float | None = 80.0, seed: int = 0) -> None:
-    from ablate.run.record import RunRecord, write_record
+    from ablate.record import RunRecord, write_record
     write_record(run_dir, RunRecord("Baseline", "PoolFormer", row="baseline", is_baseline=True, status=status,
                                     top1=top1, epochs_done=1, epochs=2, model="xs", data="digits", sweep="s",
                                     seed=seed))
@@ -535,7 +535,7 @@ def write_record_of(run_dir: Path, status: str = "completed", top1: float | None
 def test_wandb_online_without_a_server_goes_on_offline_with_one_warning(tmp_path, monkeypatch, caplog):
     import wandb
 
-    from ablate.run.record import RunRecord
+    from ablate.record import RunRecord
     from ablate.run.tracking import Tracker
     calls = []
 
@@ -555,7 +555,7 @@ def test_wandb_online_without_a_server_goes_on_offline_with_one_warning(tmp_path
 
 @pytest.mark.slow
 def test_real_wandb_online_with_no_server_goes_on_offline_in_bounded_time(tmp_path, monkeypatch, caplog):
-    from ablate.run.record import RunRecord
+    from ablate.record import RunRecord
     from ablate.run.tracking import Tracker
     monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: as with no network
@@ -572,7 +572,7 @@ def test_real_wandb_online_with_no_server_goes_on_offline_in_bounded_time(tmp_pa
 def test_wandb_that_fails_altogether_never_fails_the_run(tmp_path, monkeypatch, caplog):
     import wandb
 
-    from ablate.run.record import RunRecord
+    from ablate.record import RunRecord
     from ablate.run.tracking import Tracker
 
     def init(**kwargs):

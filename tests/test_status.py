@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.run.record import RunRecord, write_record
+from ablate.record import RunRecord, write_record
 from ablate.sweep.status import collect, job_line, summary, table
 from test_layout import HEAVY, imported_after
 

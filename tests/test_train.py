@@ -12,7 +12,7 @@ import pytest
 
 from ablate import compose
 from ablate.config.design import free_overrides, name_run
-from ablate.run.record import RunRecord, read_val_correct
+from ablate.record import RunRecord, read_val_correct
 from ablate.run.train import run
 
 # The record keys users and scripts rely on (docs/report.md, "A run's record").

@@ -7,7 +7,7 @@ import torch.multiprocessing as mp
 
 from ablate import compose
 from ablate.run.distributed import Dist, gather_strided
-from ablate.run.record import read_val_correct, write_val_correct
+from ablate.record import read_val_correct, write_val_correct
 from ablate.run.train import run
 
 

@@ -28,7 +28,7 @@ from ablate.report.latex import latex_table
 from ablate.report.outdir import staged
 from ablate.report.plots import write_plots
 from ablate.report.stats import exact_percent
-from ablate.run.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
+from ablate.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
 from ablate.report.tables import DELTA_SEEDS, agreement_section, baseline_spread, cells, distinct, header, \
     markdown_table, reading
 

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ablate.errors import ReportError, WriteError
-from ablate.run.record import fresh_path
-from ablate.run.rundir import locked
+from ablate.record import fresh_path
+from ablate.files import locked
 
 log = logging.getLogger(__name__)
 MANIFEST = ".ablate-report.json"

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.run.record import FIELD, RunRecord, fields_of_type
+from ablate.record import FIELD, RunRecord, fields_of_type
 
 log = logging.getLogger(__name__)
 INIT_TIMEOUT_S = 30.0  # for configs without wandb.init_timeout_s; wandb's own default is 90 s

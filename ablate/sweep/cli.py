@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from ablate.config import CONF_DIR, check_overrides, check_run_config
 from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, UnreadableImageError, WriteError
-from ablate.run.record import RESULTS, RunRecord
+from ablate.record import RESULTS, RunRecord
 from ablate.sweep.callback import interrupt_code
 from ablate.sweep.jobs import register_resolvers
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ablate.run.record import RESULTS, RunRecord, read_record
+from ablate.record import RESULTS, RunRecord, read_record
 from ablate.sweep.jobs import job_dirname, job_overrides
 
 JOB_LIST = "multirun.yaml"

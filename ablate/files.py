@@ -19,7 +19,7 @@ from typing import Any
 from filelock import SoftFileLease, Timeout
 
 from ablate.errors import RunDirError, WriteError
-from ablate.run.record import probe_folder, remove_stray_temp_files
+from ablate.record import probe_folder, remove_stray_temp_files
 
 log = logging.getLogger(__name__)
 LOCK = ".lock"
