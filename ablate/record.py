@@ -11,12 +11,10 @@ import hashlib
 import json
 import os
 import platform
-import secrets
 import statistics
 import subprocess
-import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import metadata
@@ -27,12 +25,11 @@ from typing import Any, get_type_hints
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.errors import WriteError
+from ablate.files import atomic_write
 
 RESULTS = "results.json"
 HISTORY = "history.csv"
 ERROR = "error.txt"
-TEMP_PATTERN = ".*.tmp"  # atomic_write's temp files
 RESERVE = ".reserve"  # space set aside while a run trains, freed to record a failure on a full disk
 RESERVE_BYTES = 256 * 1024  # error.txt and results.json, a few KB each, several times over
 RUN_CONFIG = ".hydra"
@@ -200,67 +197,6 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def fresh_path(parent: Path, prefix: str, suffix: str, create: Callable[[Path], None]) -> Path:
-    """``parent/<prefix><random><suffix>``, made by ``create``, which must fail with FileExistsError on a taken name.
-
-    Unlike tempfile's mkstemp and mkdtemp, which make files 600 and folders 700, what ``create`` makes follows the
-    user's umask: on a shared cluster a labmate can read the runs and reports.
-    """
-    while True:
-        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}{suffix}"
-        try:
-            create(path)
-            return path
-        except FileExistsError:
-            continue
-
-
-def _create_file(path: Path) -> None:
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temp file beside ``path`` (TEMP_PATTERN), then rename it over ``path``.
-
-    An OSError (a full disk, a read-only folder) becomes a WriteError naming ``path`` in one line.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = str(fresh_path(path.parent, f".{path.name}.", ".tmp", _create_file))
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        reason = (e.strerror or str(e)).lower()
-        raise WriteError(e.errno, f"{reason} while writing {path}") from e
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def probe_folder(folder: Path) -> float:
-    """Touch ``folder``, which needs the right to write in it; return the file system's clock minus this host's.
-
-    OSError when ``folder`` cannot be written (permissions, a read-only mount). A touch, not a probe file, which a
-    kill could leave behind.
-    """
-    os.utime(folder)
-    return os.stat(folder).st_mtime - time.time()
-
-
-def ensure_writable(folder: Path) -> None:
-    """WriteError, in one line, unless ``folder`` (or, where it does not exist yet, the folder it would be made in)
-    takes new files: tried, because permissions alone say nothing of a read-only mount."""
-    existing = Path(folder).absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        probe_folder(existing)
-    except OSError as e:
-        raise WriteError(e.errno, f"cannot write to {existing}: {(e.strerror or str(e)).lower()}") from e
-
-
 def reserve_space(run_dir: Path) -> None:
     """Set RESERVE_BYTES aside in ``run_dir``, so that a run that fills the disk can still record why it failed.
 
@@ -273,14 +209,6 @@ def release_space(run_dir: Path) -> None:
     """Free what ``reserve_space`` set aside: before the last writes of a run, whatever ended it."""
     with contextlib.suppress(OSError):  # a folder gone read-only: the writes that follow say so
         (Path(run_dir) / RESERVE).unlink(missing_ok=True)
-
-
-def remove_stray_temp_files(folder: Path) -> list[Path]:
-    """Delete the temp files that an atomic write killed half-way left in ``folder``; return them."""
-    stray = sorted(Path(folder).glob(TEMP_PATTERN))
-    for path in stray:
-        path.unlink(missing_ok=True)
-    return stray
 
 
 def write_run_config(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -> None:

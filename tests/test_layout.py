@@ -157,7 +157,9 @@ def test_no_import_cycles_lazy_imports_included():
 
 def test_the_package_top_level_stays_small():
     code = {p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
-    assert len(code - {"__init__.py", "__main__.py"}) <= 9, sorted(code)
+    # The subpackages, the commands (cli, status), and the modules every layer shares (errors, registry, specs,
+    # record, files).
+    assert len(code - {"__init__.py", "__main__.py"}) <= 14, sorted(code)
     for sub in (p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
         assert ast.get_docstring(ast.parse((sub / "__init__.py").read_text())), f"{sub.name}/__init__.py says its job"
 

@@ -398,7 +398,7 @@ def read_only(tmp_path):
 
 def test_a_read_only_folder_is_refused_in_one_line(read_only):
     from ablate.errors import WriteError
-    from ablate.record import ensure_writable
+    from ablate.files import ensure_writable
     with pytest.raises(WriteError, match=rf"cannot write to {read_only}: "):
         ensure_writable(read_only / "outputs" / "run")
     with pytest.raises(WriteError, match=rf"cannot lock {read_only}: "):

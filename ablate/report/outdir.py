@@ -23,8 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ablate.errors import ReportError, WriteError
-from ablate.record import fresh_path
-from ablate.files import locked
+from ablate.files import fresh_path, locked
 
 log = logging.getLogger(__name__)
 MANIFEST = ".ablate-report.json"

@@ -47,7 +47,7 @@ from ablate.config.model import build_model, min_train_bytes
 from ablate.model import fast_norms, model_stats
 from ablate.record import (RunRecord, now, read_record, release_space, reserve_space, write_error, write_history,
                                write_record, write_run_config, write_val_correct)
-from ablate.files import check_same_run, claimed
+from ablate.run.claim import check_same_run, claimed
 from ablate.run.tracking import Tracker
 
 log = logging.getLogger(__name__)

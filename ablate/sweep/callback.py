@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from ablate.config import check_run_config, compose
 from ablate.errors import ConfigError, Interrupted, ReportError, RunDirError, WriteError
-from ablate.record import ensure_writable
+from ablate.files import ensure_writable
 from ablate.sweep.jobs import job_overrides
 from ablate.sweep.status import job_line
 
