@@ -31,7 +31,6 @@ import torch
 from ablate import compose
 from ablate.config.checks import dali_installed
 from ablate.data import build_data
-from ablate.data.fake import write_jpeg_tree
 from ablate.data.loaders import build_loaders
 from ablate.data.prepare import prepare
 from ablate.data.store import write_store
@@ -39,6 +38,10 @@ from ablate.run.distributed import Dist, pick_device
 from ablate.run.train import run
 from throughput import STOPS, build, recipe_dtype, recipe_setting, stop_on_sigterm, sync
 from workload import table5
+
+# The generated JPEG trees are a test fixture: tests/fake_images.py.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))
+from fake_images import write_jpeg_tree  # noqa: E402
 
 CLASSES = 10
 

@@ -20,7 +20,7 @@ import torchvision.transforms.functional as tv
 from ablate import ConfigError, compose
 from ablate.data.augment import (GEOMETRIC, BatchRandAugment, TrainRecipe, crop_boxes, level_args,
                                  resized_crops)
-from ablate.data.fake import photo
+from fake_images import photo
 from ablate.data.transforms import MEAN, RATIO, SCALE, STD, posterize
 
 PAPER = "rand-m9-mstd0.5-inc1"

@@ -20,7 +20,7 @@ from nvidia.dali import fn, pipeline_def, types  # noqa: E402
 from ablate import compose  # noqa: E402
 from ablate.data.dali.transforms import BINS_PER_LEVEL, FILL, RandAugment, timm_rand_augment  # noqa: E402
 from ablate.data import build_data  # noqa: E402
-from ablate.data.fake import photo  # noqa: E402
+from fake_images import photo  # noqa: E402
 from ablate.errors import UnreadableImageError  # noqa: E402
 from ablate.run.distributed import Dist  # noqa: E402
 from ablate.errors import ConfigError  # noqa: E402

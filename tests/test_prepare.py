@@ -7,7 +7,7 @@ from PIL import Image
 
 from ablate import compose
 from ablate.data import build_data
-from ablate.data.fake import photo
+from fake_images import photo
 from ablate.data.imagenet100 import link_class
 from ablate.data.prepare import main as prepare
 
