@@ -1,6 +1,8 @@
 """File and lock helpers for run directories and reports: atomic writes, fresh names, and a folder's lock.
 
-Writes are atomic (temp file + rename), so an interrupted run never leaves a half-written file. The lock is a filelock ``SoftFileLease``: a marker file (``.lock``) created exclusively and refreshed by a
+Writes are atomic (temp file + rename), so an interrupted run never leaves a half-written file.
+
+The lock is a filelock ``SoftFileLease``: a marker file (``.lock``) created exclusively and refreshed by a
 heartbeat thread, which works on local disks and on the shared file systems of SLURM clusters, where
 ``flock`` is unreliable. Its marker names the holder's pid and host. Stale locks: one whose holder's pid is
 dead on this host is taken at once; one from another host is taken once its heartbeat has stopped for

@@ -17,15 +17,17 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, get_type_hints
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+import yaml
 
 from ablate.files import atomic_write
+from ablate.specs import RunSpec
 
 RESULTS = "results.json"
 HISTORY = "history.csv"
@@ -37,9 +39,6 @@ VAL_CORRECT = "val_correct.npz"
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 PACKAGE = Path(__file__).resolve().parents[1]  # git finds the checkout it lies in, if any
 PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
-# Keys that do not decide a run's result: where the data lives, a start-up check, logging (wandb, and how often
-# the loss is read), the resume switch.
-NOT_RESULT_KEYS = ("data.root", "data.verify", "wandb", "train.check_every", "train.resume")
 PROGRESS = {"progress": True}  # a field's metadata: what a run has achieved so far; a restart starts from it
 
 
@@ -47,26 +46,8 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def result_config(cfg: DictConfig, global_batch: int) -> dict[str, Any]:
-    """The resolved config minus NOT_RESULT_KEYS: what two runs must share to be the same run.
-
-    The recipe's batch is the global one: ``train.global_batch`` holds it, resolved, and the per-process
-    ``train.batch_size`` is left out, so one GPU with accumulation and eight without run the same config.
-    """
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config["train"]["global_batch"] = global_batch
-    config["train"].pop("batch_size")
-    for key in NOT_RESULT_KEYS:
-        *parents, leaf = key.split(".")
-        node = config
-        for parent in parents:
-            node = node.get(parent, {})
-        node.pop(leaf, None)
-    return config
-
-
 def fingerprint(config: Mapping[str, Any]) -> str:
-    """A short hash of a result config (``result_config``), the same whatever the order of its keys."""
+    """A short hash of a result config (``RunSpec.result_config``), the same whatever the order of its keys."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -92,7 +73,7 @@ class RunRecord:
     batch_size: int | None = None  # per process and micro-batch
     accum_steps: int = 1  # micro-batches per optimiser step
     fingerprint: str | None = None  # of ``config``; a directory holds runs of one fingerprint only
-    config: dict[str, Any] = field(default_factory=dict)  # result_config(cfg)
+    config: dict[str, Any] = field(default_factory=dict)  # RunSpec.result_config
     # How it went.
     status: str = "running"
     epochs_done: int = field(default=0, metadata=PROGRESS)
@@ -124,18 +105,16 @@ class RunRecord:
     updated_at: str = field(default_factory=now)
 
     @classmethod
-    def start(cls, cfg: DictConfig, names: Mapping[str, Any], overrides: Sequence[str], free: Sequence[str],
-              sweep: str | None, device: str, world_size: int, accum_steps: int) -> "RunRecord":
-        """A new ``running`` record of ``cfg``, named by ``names`` (row, group, variant, is_baseline), trained by
-        ``world_size`` processes that each accumulate ``accum_steps`` micro-batches per optimiser step."""
-        t = cfg.train
-        global_batch = t.batch_size * world_size * accum_steps
-        config = result_config(cfg, global_batch)
-        return cls(**names, overrides=list(overrides), free_overrides=list(free), sweep=sweep, seed=cfg.seed,
-                   model=cfg.model.name, data=cfg.data.name, recipe=t.name, img_size=cfg.data.img_size,
-                   epochs=t.epochs + t.cooldown_epochs, global_batch=global_batch, batch_size=t.batch_size,
-                   accum_steps=accum_steps, fingerprint=fingerprint(config), config=config, device=device,
-                   world_size=world_size, versions=versions(), git_commit=git_commit())
+    def start(cls, spec: RunSpec, *, sweep: str | None, device: str, world_size: int) -> "RunRecord":
+        """A new ``running`` record of ``spec``, trained on ``device`` by ``world_size`` processes."""
+        t = spec.train
+        config = spec.result_config(world_size)
+        return cls(**asdict(spec.name), overrides=list(spec.overrides), free_overrides=list(spec.free_overrides),
+                   sweep=sweep, seed=spec.seed, model=spec.model.name, data=spec.data.name, recipe=t.name,
+                   img_size=spec.data.img_size, epochs=t.epochs + t.cooldown_epochs,
+                   global_batch=t.global_batch_for(world_size), batch_size=t.batch_size,
+                   accum_steps=t.accumulation_steps(world_size), fingerprint=fingerprint(config), config=config,
+                   device=device, world_size=world_size, versions=versions(), git_commit=git_commit())
 
     def resume_from(self, previous: "RunRecord") -> None:
         """Carry ``previous``'s progress over, so that a restart that fails loses none of it."""
@@ -211,15 +190,20 @@ def release_space(run_dir: Path) -> None:
         (Path(run_dir) / RESERVE).unlink(missing_ok=True)
 
 
-def write_run_config(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -> None:
+def write_run_config(run_dir: Path, config: Mapping[str, Any], overrides: Sequence[str]) -> None:
     """``.hydra/config.yaml`` and ``.hydra/overrides.yaml``, as Hydra writes them, but only for a run that trains.
 
     Hydra itself is told not to (``hydra.output_subdir: null``): it would rewrite them at every launch, also
     for a run that is then skipped or refused, and contradict the record.
     """
     folder = Path(run_dir) / RUN_CONFIG
-    atomic_write(folder / "config.yaml", lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
-    atomic_write(folder / "overrides.yaml", lambda tmp: OmegaConf.save(OmegaConf.create(list(overrides)), tmp))
+    for name, data in (("config.yaml", dict(config)), ("overrides.yaml", list(overrides))):
+        atomic_write(folder / name, partial(_dump_yaml, data))
+
+
+def _dump_yaml(data: Any, tmp: str) -> None:
+    with open(tmp, "w", encoding="utf-8") as f:  # as OmegaConf.save writes it: block style, keys in order
+        yaml.safe_dump(data, f, default_flow_style=False, allow_unicode=True, sort_keys=False)
 
 
 def write_error(run_dir: Path, summary: str, details: str) -> None:

@@ -5,7 +5,8 @@ overrides compose: they are facts about run directories on disk, not values comp
 """
 import pytest
 
-from ablate.config import compose, to_spec
+from ablate.config import compose
+from ablate.config.spec import to_spec
 from ablate.record import fingerprint
 
 PINNED = {
