@@ -6,6 +6,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import pytest
+
 from omegaconf import OmegaConf
 
 from ablate.reference import table5
@@ -133,6 +135,61 @@ def test_the_model_needs_neither_hydra_nor_omegaconf_and_data_knows_nothing_of_t
     assert not any(m.startswith(("ablate.config", "ablate.run", "ablate.sweep", "ablate.report")) for m in modules)
     modules, _ = imported_with("ablate.data")
     assert "ablate.data.store" in modules and not any(m.startswith("ablate.model") for m in modules)
+
+
+@pytest.mark.parametrize("package", ["ablate.run", "ablate.data", "ablate.report", "ablate.model", "ablate.record"])
+def test_past_the_config_edge_nothing_imports_hydra_or_omegaconf(package):
+    """The config stops at config/: what runs, loads data, builds models or reads records takes typed specs."""
+    modules, packages = imported_with(package)
+    assert not packages & {"hydra", "omegaconf"}, packages
+    assert not any(m.startswith(("ablate.config", "ablate.sweep")) for m in modules), sorted(modules)
+
+
+# Which top-level unit of ablate (a subpackage, or a module beside them) may import which: sweep uses config and run;
+# run uses data, model and the record; data and model use neither run nor config; report reads records only. The
+# shared modules (errors, registry, specs, files, record, reference) use none of the layers.
+SHARED = {"errors", "registry", "specs", "files", "record", "reference"}
+MAY_IMPORT = {
+    "__main__": {"cli"},
+    "cli": {"config", "run", "sweep"} | SHARED,
+    "status": {"sweep"} | SHARED,
+    "sweep": {"config", "run", "report"} | SHARED,
+    "config": {"data", "model"} | SHARED,
+    "run": {"data", "model"} | SHARED,
+    "data": SHARED,
+    "model": SHARED,
+    "report": SHARED,
+    **{name: SHARED for name in SHARED},
+}
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "ablate"
+
+
+def test_imports_between_packages_run_one_way_and_form_no_cycle():
+    graph, _ = ablate_imports()
+    edges: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        edges.setdefault(_unit(module), set()).update(_unit(t) for t in targets if _unit(t) != _unit(module))
+    edges.pop("ablate")  # the package's lazy public API, which names a module of each layer
+    assert set(edges) <= set(MAY_IMPORT), sorted(set(edges) - set(MAY_IMPORT))
+    for unit, targets in edges.items():
+        assert targets <= MAY_IMPORT[unit], f"{unit} imports {sorted(targets - MAY_IMPORT[unit])}"
+    state: dict[str, str] = {}
+
+    def visit(unit: str, path: list[str]) -> None:
+        state[unit] = "open"
+        for target in sorted(edges.get(unit, ())):
+            assert state.get(target) != "open", "package cycle: " + " → ".join(path[path.index(target):] + [target])
+            if target not in state:
+                visit(target, path + [target])
+        state[unit] = "done"
+
+    for unit in sorted(edges):
+        if unit not in state:
+            visit(unit, [unit])
 
 
 def test_no_import_cycles_lazy_imports_included():
