@@ -253,7 +253,7 @@ def write_val_correct(run_dir: Path, correct: np.ndarray, ema_correct: np.ndarra
 
 def read_val_correct(run_dir: Path, metric: str = "raw") -> np.ndarray | None:
     """The bools ``write_val_correct`` stored for the ``raw`` or the ``ema`` model, or None when the run has none
-    (older runs, no EMA) or it is unreadable."""
+    (one that never finished an epoch, or kept no EMA) or it is unreadable."""
     try:
         with np.load(Path(run_dir) / VAL_CORRECT) as f:
             return np.unpackbits(f["ema_bits" if metric == "ema" else "bits"], count=int(f["n"])).astype(bool)

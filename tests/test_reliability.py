@@ -487,21 +487,6 @@ def test_kill_9_at_any_moment_leaves_a_whole_report(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
 
 
-def test_a_report_folder_an_older_version_left_mixed_is_repaired(tmp_path, caplog):
-    from ablate.report.outdir import MANIFEST
-    out = tmp_path / "report"
-    out.mkdir()
-    (out / "a.md").write_text("new")  # moved in before the kill; the manifest still has the old hash
-    (out / "b.md").write_text("old")
-    (out / MANIFEST).write_text(json.dumps({"a.md": "0" * 64, "b.md": "0" * 64}))
-    for i in range(3):
-        (out / f".staging-{i}").mkdir()
-    (out / "notes.txt").write_text("mine")
-    publish(out, {"a.md": "newest", "b.md": "newest"})
-    assert report_files(out) == {"a.md": "newest", "b.md": "newest", "notes.txt": "mine"}
-    assert not list(out.glob(".staging-*")) and "repairing it" in caplog.text
-
-
 def test_a_report_keeps_files_it_did_not_write_and_cleans_stale_staging(tmp_path):
     out = tmp_path / "report"
     publish(out, {"a.md": "1"})

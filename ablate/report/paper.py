@@ -12,7 +12,7 @@ BASELINE = table5.row(table5.BASELINE)
 
 
 def is_paper_size(model: str | None) -> bool:
-    return model is None or model == MODEL  # records older than the model field: nothing to say
+    return model is None or model == MODEL  # a record that does not name its model: nothing to say
 
 
 def baseline_label(variant: str, model: str | None) -> str:
