@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from ablate import build_model, compose
-from ablate.config.model import min_train_bytes
+from ablate.model.build import min_train_bytes
 from ablate.data.loaders import TensorBatches
 from ablate.model.pooling import IMPLEMENTATIONS, box_pool
 from ablate.run.distributed import Dist
@@ -88,7 +88,7 @@ def test_the_memory_check_is_a_lower_bound_of_a_bf16_step(device):
         loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
     activations = torch.cuda.max_memory_allocated() - before
-    bound = min_train_bytes(cfg, 2)
+    bound = min_train_bytes(to_spec(cfg), 2)
     assert bound <= activations <= 4 * bound, (bound, activations)
 
 
