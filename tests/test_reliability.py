@@ -564,7 +564,8 @@ def test_wandb_that_fails_altogether_never_fails_the_run(tmp_path, monkeypatch, 
     def init(**kwargs):
         raise wandb.errors.UsageError("api_key not configured (no-tty)")
     monkeypatch.setattr(wandb, "init", init)
-    with Tracker(to_spec(compose(["wandb.enabled=true", "wandb.mode=online"])), RunRecord("g", "v"), tmp_path) as tracker:
+    spec = to_spec(compose(["wandb.enabled=true", "wandb.mode=online"]))
+    with Tracker(spec, RunRecord("g", "v"), tmp_path) as tracker:
         tracker.log({"epoch": 1})
     assert tracker.run is None and "the run goes on" in caplog.text
 

@@ -115,8 +115,9 @@ def test_auto_picks_the_batched_path_for_stores_and_augmenting_recipes(tree, tmp
     store_cfg = compose(["data=folder", f"data.root={out}", "data.img_size=32"])
     store = build_data(to_spec(store_cfg))
     assert pick_loader(to_spec(store_cfg), store, CPU) == "batched"
+    torch_loader = to_spec(compose(["data=folder", f"data.root={out}", "data.img_size=32", "data.loader=torch"]))
     with pytest.raises(ConfigError, match="is a pixel store, read by data.loader=batched"):
-        pick_loader(to_spec(compose(["data=folder", f"data.root={out}", "data.img_size=32", "data.loader=torch"])), store, CPU)
+        pick_loader(torch_loader, store, CPU)
     with pytest.raises(ConfigError, match="prepared for data.img_size=32 and model.crop_pct=0.9, not 64"):
         build_data(to_spec(compose(["data=folder", f"data.root={out}", "data.img_size=64"])))
     folder_cfg = compose(["data=folder", f"data.root={tree}", "data.img_size=32", "data.loader=batched"])

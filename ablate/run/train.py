@@ -42,7 +42,7 @@ from ablate.data.loaders import Batches, build_loaders, epoch_seed
 from ablate.model import fast_norms, model_stats
 from ablate.model.build import build_model, min_train_bytes
 from ablate.record import (RunRecord, now, read_record, release_space, reserve_space, write_error, write_history,
-                               write_record, write_run_config, write_val_correct)
+                           write_record, write_run_config, write_val_correct)
 from ablate.run.claim import check_same_run, claimed
 from ablate.run.tracking import Tracker
 from ablate.specs import RunSpec
