@@ -18,6 +18,7 @@ rm -rf "$dir" && mkdir -p "$dir" && dir="$(cd "$dir" && pwd)"
 cd "$(dirname "$0")/.."
 results=${results:-benchmarks/results/wheelhouse-cp312.txt}
 python=${ABLATE_PYTHON:-python3}
+start=$(date +%s)
 # name==version of each carried package, and of those to build.
 carried=$(sed -n 's/^\([A-Za-z0-9._-]*\).*# carried: \([^ ,]*\).*/\1==\2/p' benchmarks/gpu-requirements.txt)
 built=$(sed -n 's/^\([A-Za-z0-9._-]*\).*# carried: \([^ ,]*\), built.*/\1==\2/p' benchmarks/gpu-requirements.txt)
@@ -37,6 +38,7 @@ bytes=$(cat "$dir"/*.whl | wc -c)
     echo "# the \"carried\" lines of benchmarks/gpu-requirements.txt; what the node has in range stays as it is."
     printf '%-10s %s\n' bytes wheel
     (cd "$dir" && wc -c -- *.whl | grep -v ' total$' | sort -rn | awk '{printf "%-10s %s\n", $1, $2}')
-    echo "total: $bytes bytes = $(awk "BEGIN {printf \"%.1f\", $bytes / 1e6}") MB (limit 10 MB) in $count wheels"
+    echo "total: $bytes bytes = $(awk "BEGIN {printf \"%.1f\", $bytes / 1e6}") MB (limit 10 MB) in $count wheels," \
+        "built in $(( $(date +%s) - start )) s"
 } > "$results"
 cat "$results"
