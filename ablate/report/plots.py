@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, MaxNLocator, SymmetricalLogLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, SymmetricalLogLocator
 
 from ablate.report import paper
 from ablate.report.branches import plot_branches
@@ -59,7 +59,12 @@ def _half_widths(rows: pd.DataFrame, prefix: str, centre: str) -> np.ndarray:
 
 
 def _enclosing_ticks(ax: Axes, low: float, high: float) -> tuple[float, float]:
-    """The axis's major ticks at or beyond ``low`` and ``high``, so that no value lies past the last tick."""
+    """The axis's major ticks at or beyond ``low`` and ``high``, so that no value lies past the last tick: on a
+    symmetric log axis, the decade (or ±linthresh) beyond each end."""
+    if ax.get_xscale() == "symlog":
+        def beyond(v: float) -> float:
+            return 0.0 if v == 0 else math.copysign(max(LINEAR_DELTA, 10 ** math.ceil(math.log10(abs(v)))), v)
+        return beyond(low), beyond(high)
     ticks = ax.xaxis.get_major_locator().tick_values(low, high)
     return (max((t for t in ticks if t <= low), default=low), min((t for t in ticks if t >= high), default=high))
 
@@ -195,12 +200,12 @@ def plot_curves(table: pd.DataFrame, history: pd.DataFrame) -> Figure:
     bands = ("line: mean over seeds; band: lowest to highest seed" if stats["count"].max() > 1
              else "one seed per row: no band")
     fig.suptitle(f"ours: {paper.ours(table.model, table.data, paper=False)}", fontsize=10)
-    fig.supxlabel(f"{bands}; each panel's y-axis fits its own curves", fontsize=8)
+    fig.supxlabel(_wrap(f"{bands}; each panel's y-axis fits its own curves", 75 * ncols), fontsize=8)
     return fig
 
 
 MACS_UNITS = ((1e-1, "G", 1.0), (1e-4, "M", 1e3), (0.0, "K", 1e6))  # (G at or above which, unit, factor from G)
-DODGE_PT = 11  # points at one MACs value are set this far apart sideways, enough for their two-digit numbers
+DODGE_PT = 8  # points that would overlap are set this far apart sideways: a marker and a little air
 
 
 def _macs_unit(macs_g: pd.Series) -> tuple[str, float]:
@@ -208,37 +213,32 @@ def _macs_unit(macs_g: pd.Series) -> tuple[str, float]:
     return next((unit, factor) for at, unit, factor in MACS_UNITS if macs_g.max() >= at)
 
 
-def _clusters(points: np.ndarray, distance: float) -> list[list[int]]:
-    """Indices of ``points`` (n × 2, display) linked by chains closer than ``distance``, each in index order."""
-    parent = list(range(len(points)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    for i in range(len(points)):
-        for j in range(i):
-            if np.hypot(*(points[i] - points[j])) < distance:
-                parent[root(i)] = root(j)
-    clusters: dict[int, list[int]] = {}
-    for i in range(len(points)):
-        clusters.setdefault(root(i), []).append(i)
-    return list(clusters.values())
+def _swarm(points: np.ndarray, step: float) -> np.ndarray:
+    """Sideways offsets (display units) that keep ``points`` (n × 2, display) at least ``step`` apart, each moved
+    as little as it can: placed in the order of their x (then index) at the nearest free slot, 0, +1, -1, +2, ...
+    steps from where it lies (a beeswarm). Returns the slots taken."""
+    slots = np.zeros(len(points), dtype=int)
+    placed: list[np.ndarray] = []
+    for i in sorted(range(len(points)), key=lambda i: (points[i, 0], i)):
+        for k in (0, *(sign * n for n in range(1, len(points) + 1) for sign in (1, -1))):
+            where = points[i] + (k * step, 0)
+            if all(np.hypot(*(where - p)) >= step * 0.999 for p in placed):
+                slots[i] = k
+                placed.append(where)
+                break
+    return slots
 
 
-def _spread(ax: Axes, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, bool]:
-    """x positions that set points which would overlap on the laid-out axes DODGE_PT apart sideways, in number
-    order, centred on where they are; and whether any moved. The axis widens to keep every point inside."""
+def _spread(ax: Axes, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points that would overlap on the laid-out axes set DODGE_PT apart sideways (``_swarm``): their x, and the
+    slot each took (0: where it lies). The axis widens to keep every point inside."""
     fig = ax.get_figure()
     for _ in range(2):  # widening the axis changes the spacing in data units: once more settles it
         fig.draw_without_rendering()
         step = DODGE_PT * fig.dpi / 72
         display = ax.transData.transform(np.column_stack([x, y]))
-        moved = display[:, 0].copy()
-        for cluster in _clusters(display, step):
-            moved[cluster] = display[cluster, 0].mean() + step * (np.arange(len(cluster)) - (len(cluster) - 1) / 2)
-        spread = ax.transData.inverted().transform(np.column_stack([moved, display[:, 1]]))[:, 0]
+        slots = _swarm(display, step)
+        spread = ax.transData.inverted().transform(display + np.column_stack([slots * step, 0 * slots]))[:, 0]
         scale = ax.xaxis.get_transform()
         lo, hi = scale.transform(np.array(ax.get_xlim()))
         inner = scale.transform(np.array([spread.min(), spread.max()]))
@@ -246,15 +246,16 @@ def _spread(ax: Axes, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, bool]:
         if inner[0] - pad >= lo and inner[1] + pad <= hi:
             break
         ax.set_xlim(*scale.inverted().transform(np.array([min(lo, inner[0] - pad), max(hi, inner[1] + pad)])))
-    return spread, bool(np.any(moved != display[:, 0]))
+    return spread, slots
 
 
 def plot_acc_vs_macs(table: pd.DataFrame) -> Figure:
     """Top-1 (mean ± std) against MACs at the runs' image size, one colour per group.
 
     Points are numbered and the legend names them under their group. Many variants share their MACs: points that
-    would overlap are set side by side, in number order, each number above its error bar, all inside the axes.
-    MACs go on a log axis when they span a decade or more, in G, M or K as their size asks."""
+    would overlap are set side by side (a beeswarm), neighbours numbered above and below in turn, all inside the
+    axes, and ticks along the bottom mark their MACs. MACs go on a log axis when they span a decade or more, in G, M or K as
+    their size asks."""
     fig = Figure(figsize=(10, 5.5), layout="constrained")
     ax = fig.subplots()
     done = table.dropna(subset=["top1_mean", "macs_g"])
@@ -264,10 +265,14 @@ def plot_acc_vs_macs(table: pd.DataFrame) -> Figure:
     unit, factor = _macs_unit(done.macs_g)
     x, top1 = done.macs_g.to_numpy(dtype=float) * factor, done.top1_mean.to_numpy(dtype=float)
     std = done.top1_std.fillna(0).to_numpy()
-    # Room above the highest error bar for its number.
-    _percent_axis(ax, *_padded((top1 - std).min(), (top1 + std).max(), below=0.08, above=0.16))
+    # Room above the highest error bar and below the lowest for their numbers.
+    _percent_axis(ax, *_padded((top1 - std).min(), (top1 + std).max(), below=0.14, above=0.14))
     if x.max() >= 10 * x.min():
         ax.set_xscale("log")
+        # 0.2, 0.5, 1, 2, 5 rather than 2×10⁻¹ crowding 3×10⁻¹
+        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     scale = ax.xaxis.get_transform()
     lo, hi = scale.transform(np.array([x.min(), x.max()]))
     pad = 0.15 * (hi - lo) if hi > lo else 0.5
@@ -287,16 +292,21 @@ def plot_acc_vs_macs(table: pd.DataFrame) -> Figure:
     ax.set_ylabel("top-1 (%)")
     ax.set_title(f"ours: {paper.ours(table.model, table.data, paper=False)}", fontsize=10)
     xlabel = f"MACs ({unit}) per image"
-    ax.set_xlabel(xlabel)
-    spread, moved = _spread(ax, x, top1)
-    if moved:
-        ax.set_xlabel(f"{xlabel}\npoints that share their MACs are set side by side in number order: "
-                      f"their x is their group's MACs, not each one's")
-    for number, (row, px) in enumerate(zip(done.itertuples(), spread), start=1):
-        colour = colours[row.group]
-        ax.errorbar(px, row.top1_mean, yerr=std[number - 1], fmt="o", color=colour, capsize=3, markersize=5)
-        ax.annotate(str(number), (px, row.top1_mean + std[number - 1]), xytext=(0, 3), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=7, color=colour)
+    ax.set_xlabel(xlabel + "\n")  # the line a note on spread points may take, so that the layout does not move
+    spread, slots = _spread(ax, x, top1)
+    if slots.any():
+        ax.set_xlabel(f"{xlabel}\npoints that would overlap are set side by side; ticks along the bottom mark "
+                      f"their MACs")
+        ax.plot(x, np.zeros_like(x), "|", color="gray", markersize=8, transform=ax.get_xaxis_transform())
+    else:
+        ax.set_xlabel(xlabel)
+    for number, (row, px, k) in enumerate(zip(done.itertuples(), spread, slots), start=1):
+        colour, s = colours[row.group], std[number - 1]
+        ax.errorbar(px, row.top1_mean, yerr=s, fmt="o", color=colour, capsize=3, markersize=5)
+        below = k % 2 == 1  # neighbours take turns, so that two-digit numbers never touch
+        ax.annotate(str(number), (px, row.top1_mean - s if below else row.top1_mean + s),
+                    xytext=(0, -3 if below else 3), textcoords="offset points", ha="center",
+                    va="top" if below else "bottom", fontsize=7, color=colour)
     return fig
 
 
