@@ -82,7 +82,7 @@ def _delta_axis(ax: Axes, values: np.ndarray) -> str:
         note = f"symmetric log scale: linear within ±{LINEAR_DELTA:g}, logarithmic beyond"
     scale = ax.xaxis.get_transform()
     lo, hi = scale.transform(np.array(_enclosing_ticks(ax, values.min(), values.max())))
-    pad = 0.04 * (hi - lo) if hi > lo else 0.5
+    pad = 0.06 * (hi - lo) if hi > lo else 0.5
     ax.set_xlim(*scale.inverted().transform(np.array([lo - pad, hi + pad])))
     return note
 
