@@ -75,7 +75,12 @@ CASES = {  # id: (rows, seeds, scale)
 }
 
 
-@pytest.fixture(scope="module", params=list(CASES))
+# 18 rows take seconds per figure: the fast loop draws 2.
+SLOW = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=SLOW) if "18-rows" in name else name
+                                        for name in CASES])
 def case(request, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """(name, table, runs with their table row as ``entry``)."""
     rows, seeds, scale = CASES[request.param]
@@ -194,6 +199,11 @@ def test_the_table_says_where_mixers_stayed_at_their_initial_scale(tmp_path: Pat
     assert final.loc[(0, 1), "mixer_ls"] == pytest.approx(GREW) and final.loc[(0, 1), "mixer_ls_init"] == INIT
     cells = dict(zip(table.row, mixer_at_init(table, branches)))
     assert cells == {"baseline": "stages 3, 4", "identity": "all stages", "no_mlp": "none"}
+
+
+@pytest.mark.slow  # writes a whole report
+def test_the_report_shows_the_column_and_the_branch_figure(tmp_path: Path) -> None:
+    fake_sweep(tmp_path, ["baseline", "identity"], 1, "digits")
     text = build_report([tmp_path], tmp_path / "out").read_text()
     assert f"| {COLUMN} |" in text and "| stages 3, 4 |" in text and "![What each branch learned](branches.png)" in text
     assert (tmp_path / "out" / "branches.png").stat().st_size > 0
