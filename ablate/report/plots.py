@@ -144,7 +144,7 @@ def plot_bars(table: pd.DataFrame) -> Figure:
                                                     + [spread.to_numpy()]))
     notes = [note for note in (scale, _star_note(rows)) if note]
     axes[-1, 0].set_xlabel("\n".join(["Δ top-1 vs baseline (points)", *notes]))
-    fig.suptitle(f"ours: {paper.ours(table.model, table.data)}", fontsize=10)
+    fig.suptitle(f"ours: {paper.ours(table.model, table.data, paper=rows.paper_delta.notna().any())}", fontsize=10)
     _legend(fig, axes)
     return fig
 
