@@ -1,4 +1,5 @@
-"""A run's record, and the files a run leaves: results.json, history.csv, val_correct.npz, error.txt, .hydra/.
+"""A run's record, and the files a run leaves: results.json, history.csv, val_correct.npz, branches.csv, error.txt,
+.hydra/.
 
 ``RunRecord`` owns the record's fields: training fills one, the report, the wandb tracker and the
 tests read its attributes, so a renamed field fails where it is read instead of turning into an
@@ -36,6 +37,7 @@ RESERVE = ".reserve"  # space set aside while a run trains, freed to record a fa
 RESERVE_BYTES = 256 * 1024  # error.txt and results.json, a few KB each, several times over
 RUN_CONFIG = ".hydra"
 VAL_CORRECT = "val_correct.npz"
+BRANCHES = "branches.csv"  # per epoch and stage, what each block branch learned (ablate.run.branches)
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 PACKAGE = Path(__file__).resolve().parents[1]  # git finds the checkout it lies in, if any
 PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
@@ -231,13 +233,18 @@ def read_record(run_dir: Path) -> RunRecord | None:
 
 
 def write_history(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    write_rows(Path(run_dir) / HISTORY, rows)
+
+
+def write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``rows`` as a CSV with the first row's keys as its header (empty for no rows), written atomically."""
     def dump(tmp: str) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             if rows:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-    atomic_write(Path(run_dir) / HISTORY, dump)
+    atomic_write(path, dump)
 
 
 def write_val_correct(run_dir: Path, correct: np.ndarray, ema_correct: np.ndarray | None = None) -> None:

@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ablate.run.branches import BranchProbe
 from ablate.run.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from ablate.data import build_data
 from ablate.run.distributed import Dist, all_reduce_sum, broadcast, gather_strided, init_distributed, pick_device
@@ -366,6 +367,7 @@ def fit(cfg: RunSpec, run_dir: Path, record: RunRecord, device: torch.device, d:
         record.update_from_history(tr.history, _peak_mem_mb(device))
     else:
         log.info("training %s from scratch", run_dir)
+    probe = BranchProbe(tr.model, tr.val_loader, device, run_dir, len(tr.history)) if d.is_main else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     wall_start = time.perf_counter() - (tr.history[-1]["wall_s"] if tr.history else 0.0)
@@ -384,6 +386,7 @@ def fit(cfg: RunSpec, run_dir: Path, record: RunRecord, device: torch.device, d:
             tracker.log(row)
             if d.is_main:
                 write_history(run_dir, tr.history)
+                probe.record(epoch + 1)
                 ema = {"ema": tr.ema.module.state_dict()} if tr.ema is not None else {}
                 save_checkpoint(run_dir / CHECKPOINT, {"model": tr.model.state_dict(),
                                                        "optimizer": tr.optimizer.state_dict(), "epoch": epoch + 1,
