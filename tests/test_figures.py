@@ -13,7 +13,7 @@ from ablate.reference import table5
 from ablate.report.branches import COLUMN, load_branches, mixer_at_init, plot_branches
 from ablate.report.build import build_report, load_runs, summarize, with_entries
 from ablate.report.plots import DODGE_PT, plot_acc_vs_macs, plot_bars, plot_curves
-from ablate.run.record import BRANCHES
+from ablate.record import BRANCHES
 from test_report import write_run
 
 # The xs model's MACs at 32 px (G): most rows share the baseline's, as in the committed digits report.
