@@ -10,16 +10,15 @@ import random
 
 import numpy as np
 import pytest
+import timm.data.auto_augment
 import torch
+import torchvision.transforms.functional as tv
 from PIL import Image
 from timm.data.auto_augment import LEVEL_TO_ARG, NAME_TO_OP
 from timm.data.transforms import RandomResizedCropAndInterpolation
 
-import timm.data.auto_augment
-import torchvision.transforms.functional as tv
 from ablate import ConfigError, compose
-from ablate.data.augment import (GEOMETRIC, BatchRandAugment, TrainRecipe, crop_boxes, level_args,
-                                 resized_crops)
+from ablate.data.augment import GEOMETRIC, BatchRandAugment, TrainRecipe, crop_boxes, level_args, resized_crops
 from ablate.data.fake import photo
 from ablate.data.transforms import MEAN, RATIO, SCALE, STD, posterize
 

@@ -17,16 +17,15 @@ pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed: pip ins
 
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402
 
-from ablate import compose  # noqa: E402
-from ablate.data.dali.transforms import BINS_PER_LEVEL, FILL, RandAugment, timm_rand_augment  # noqa: E402
-from ablate.data import build_data  # noqa: E402
-from ablate.data.fake import photo  # noqa: E402
-from ablate.errors import UnreadableImageError  # noqa: E402
-from ablate.run.distributed import Dist  # noqa: E402
-from ablate.errors import ConfigError  # noqa: E402
-from ablate.data.loaders import build_loaders  # noqa: E402
 import ablate.run.train  # noqa: E402
+from ablate import compose  # noqa: E402
+from ablate.data import build_data  # noqa: E402
+from ablate.data.dali.transforms import BINS_PER_LEVEL, FILL, RandAugment, timm_rand_augment  # noqa: E402
+from ablate.data.fake import photo  # noqa: E402
+from ablate.data.loaders import build_loaders  # noqa: E402
+from ablate.errors import ConfigError, UnreadableImageError  # noqa: E402
 from ablate.run.checkpoint import CHECKPOINT  # noqa: E402
+from ablate.run.distributed import Dist  # noqa: E402
 from ablate.run.train import run  # noqa: E402
 
 CPU = torch.device("cpu")

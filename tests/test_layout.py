@@ -8,10 +8,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ablate.reference import table5
 from ablate.config import CONF_DIR, group_options
-from ablate.run.record import RunRecord, write_record
+from ablate.reference import table5
 from ablate.report.build import load_runs
+from ablate.run.record import RunRecord, write_record
 from ablate.sweep.jobs import job_overrides
 
 HEAVY = ("torch", "timm")

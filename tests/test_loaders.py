@@ -8,8 +8,8 @@ import ablate.config.checks
 import ablate.data.loaders
 from ablate import ConfigError, compose
 from ablate.data import build_data
-from ablate.data.transforms import erase_batch
 from ablate.data.loaders import TensorBatches, pick_loader
+from ablate.data.transforms import erase_batch
 
 
 def test_tensor_batches_equal_a_dataloaders():

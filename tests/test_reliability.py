@@ -19,8 +19,8 @@ from ablate import compose
 from ablate.errors import CheckpointError, ConfigError, RunDirError
 from ablate.run.record import read_record, read_val_correct
 from ablate.run.rundir import locked
-from ablate.sweep.jobs import job_dirname, sweep_dirname
 from ablate.run.train import run
+from ablate.sweep.jobs import job_dirname, sweep_dirname
 
 TINY = ["model=xs", "train.epochs=2"]
 

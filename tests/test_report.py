@@ -15,11 +15,11 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 from ablate.reference import table5
-from ablate.report.plots import plot_acc_vs_macs, plot_bars
-from ablate.run.record import RunRecord, read_record, write_record, write_val_correct
 from ablate.report.build import build_report, load_runs, main, summarize
 from ablate.report.effects import paper_agreement
+from ablate.report.plots import plot_acc_vs_macs, plot_bars
 from ablate.report.tables import DELTA_SEEDS, cells
+from ablate.run.record import RunRecord, read_record, write_record, write_val_correct
 from ablate.run.tracking import log_report
 
 SHARED = ["model=xs", "train.epochs=3"]

@@ -13,9 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ablate.reference import table5
 from ablate.config.checks import compose, stage_mixer_names
 from ablate.model import MIXERS
+from ablate.reference import table5
 
 # Each config key that is part of the design, and its value for a config given its stages' mixers (None: the key
 # says nothing about this design, e.g. pool_size when no stage pools). Overrides of these keys change the design,

@@ -17,8 +17,8 @@ from ablate.config.checks import accumulation_steps, dali_installed
 from ablate.data import DataBundle
 from ablate.data.folder import ImageFolderSplit
 from ablate.data.store import PixelSplit, to_device
-from ablate.run.distributed import Dist
 from ablate.errors import ConfigError
+from ablate.run.distributed import Dist
 
 
 class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):

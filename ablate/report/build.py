@@ -20,17 +20,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ablate.errors import ReportError, RunDirError
 from ablate.reference import table5
 from ablate.report import paper
 from ablate.report.effects import add_effects, paper_agreement
-from ablate.errors import ReportError, RunDirError
 from ablate.report.latex import latex_table
 from ablate.report.outdir import staged
 from ablate.report.plots import write_plots
 from ablate.report.stats import exact_percent
+from ablate.report.tables import (
+    DELTA_SEEDS,
+    agreement_section,
+    baseline_spread,
+    cells,
+    distinct,
+    header,
+    markdown_table,
+    reading,
+)
 from ablate.run.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
-from ablate.report.tables import DELTA_SEEDS, agreement_section, baseline_spread, cells, distinct, header, \
-    markdown_table, reading
 
 log = logging.getLogger(__name__)
 

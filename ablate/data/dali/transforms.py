@@ -30,8 +30,7 @@ from nvidia.dali.data_node import DataNode
 from omegaconf import DictConfig
 from timm.data.auto_augment import AugmentOp
 
-from ablate.data.transforms import (HFLIP, MEAN, RATIO, SCALE, STD, eval_resize, timm_rand_augment,
-                                    train_interpolation)
+from ablate.data.transforms import HFLIP, MEAN, RATIO, SCALE, STD, eval_resize, timm_rand_augment, train_interpolation
 from ablate.errors import ConfigError
 
 INPUT = "encoded"  # the graph's input: each batch's file bytes, fed by ablate/dali_batches.py
