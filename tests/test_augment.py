@@ -62,7 +62,7 @@ def test_arguments_are_timms_level_functions(monkeypatch):
     magnitudes = torch.linspace(0, 10, 41, dtype=torch.float64)
     for negate in (False, True):
         # timm negates when random.random() > 0.5
-        monkeypatch.setattr(timm.data.auto_augment.random, "random", lambda: 1.0 if negate else 0.0)
+        monkeypatch.setattr(timm.data.auto_augment.random, "random", lambda negate=negate: 1.0 if negate else 0.0)
         for name in ra.names:
             ours = level_args(name, magnitudes, torch.full_like(magnitudes, negate, dtype=torch.bool),
                               ra.translate_const)

@@ -29,10 +29,11 @@ from ablate.run.distributed import Dist  # noqa: E402
 from ablate.run.train import run  # noqa: E402
 
 CPU = torch.device("cpu")
+ONE_PROCESS = Dist()
 PAPER = "rand-m9-mstd0.5-inc1"
 
 
-def loaders(root, *overrides: str, world: Dist = Dist()):
+def loaders(root, *overrides: str, world: Dist = ONE_PROCESS):
     cfg = compose(["data=folder", f"data.root={root}", "data.loader=dali", "data.img_size=32", "train.batch_size=4",
                    "train.global_batch=null", *overrides])  # a few images: train=paper's 1024 would not fit
     data = build_data(cfg)

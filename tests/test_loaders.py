@@ -41,7 +41,7 @@ def test_auto_takes_dali_only_for_image_folders_on_cuda(image_tree, monkeypatch)
     folders, cuda, cpu = build_data(cfg), torch.device("cuda", 0), torch.device("cpu")
     assert cfg.data.loader == "auto" and pick_loader(cfg, folders, cpu) == "torch"
     for installed, picked in ((True, "dali"), (False, "torch")):
-        monkeypatch.setattr(ablate.data.loaders, "dali_installed", lambda: installed)
+        monkeypatch.setattr(ablate.data.loaders, "dali_installed", lambda installed=installed: installed)
         assert pick_loader(cfg, folders, cuda) == picked
     digits = compose()
     assert pick_loader(digits, build_data(digits), cuda) == "tensors"

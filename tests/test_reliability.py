@@ -187,8 +187,8 @@ def test_job_directories_are_one_to_one_and_bounded():
     assert sweep_dirname(["data.root=/a/x/y"]) != sweep_dirname(["data.root=/a/x.y"])
 
 
-HOLD = "import sys, time\nfrom ablate.run.rundir import locked\nwith locked(__import__('pathlib').Path(sys.argv[1])):\n" \
-       "    print('held', flush=True)\n    time.sleep(60)\n"
+HOLD = ("import sys, time\nfrom ablate.run.rundir import locked\n"
+        "with locked(__import__('pathlib').Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)\n")
 
 
 def test_a_live_holder_is_named_and_a_dead_ones_lock_is_taken(tmp_path):

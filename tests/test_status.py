@@ -1,4 +1,5 @@
-"""python -m ablate.sweep.status on a sweep that is still going: a hand-made one with every kind of run, and a real one."""
+"""python -m ablate.sweep.status on a sweep that is still going: a hand-made one with every kind of run, and a real
+one."""
 import json
 import subprocess
 import sys

@@ -92,7 +92,7 @@ def test_completed_run_is_skipped(tmp_path, caplog):
 @pytest.mark.slow
 def test_seed_decides_the_run(tmp_path):
     a = run(compose(FAST), tmp_path / "a")
-    b = run(compose(FAST), tmp_path / "b")
+    run(compose(FAST), tmp_path / "b")
     c = run(compose(FAST + ["seed=1"]), tmp_path / "c")
     assert _comparable(history(tmp_path / "a")) == _comparable(history(tmp_path / "b"))
     assert a.train_loss != c.train_loss

@@ -118,7 +118,7 @@ def unique_seeds(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     each seed that ran in several directories, naming them."""
     ranked = runs.assign(_rank=runs.status.ne("completed")).sort_values(["_rank", "run_dir"], kind="stable")
     warnings = []
-    for (group, variant, extra, seed), dup in ranked.groupby([*KEYS, "seed"], sort=False):
+    for (_group, variant, extra, seed), dup in ranked.groupby([*KEYS, "seed"], sort=False):
         if len(dup) > 1:
             label = variant + (f" [{extra}]" if extra else "")
             warnings.append(f"seed {seed} of {label} ran in {len(dup)} directories ({', '.join(map(str, dup.run_dir))}"

@@ -162,7 +162,7 @@ def paper_agreement(table: pd.DataFrame, data: Sequence[str]) -> PaperAgreement:
             ranked.append(row)
             if not_run(row._asdict()):
                 result.partial[row.label] = not_run(row._asdict())
-    for paper_row, parts in pd.DataFrame(ranked).groupby("row", sort=False) if ranked else []:
+    for _row, parts in pd.DataFrame(ranked).groupby("row", sort=False) if ranked else []:
         if len(parts) > 1:
             result.splits[parts.variant.iloc[0]] = list(parts.label)
         result.compared.append(Compared(
