@@ -38,8 +38,9 @@ RESERVE_BYTES = 256 * 1024  # error.txt and results.json, a few KB each, several
 RUN_CONFIG = ".hydra"
 VAL_CORRECT = "val_correct.npz"
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
-PACKAGE = Path(__file__).resolve().parents[1]  # git finds the checkout it lies in, if any
-PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
+PACKAGE = Path(__file__).resolve().parents[1]  # the code that runs: git describes it where it tracks it
+# ablate's own version too: where the code is no checkout (an installed copy), it says which code ran.
+PACKAGES = ("ablate", "torch", "timm", "hydra-core", "omegaconf")
 # Keys that do not decide a run's result: where the data lives, a start-up check, logging (wandb, and how often
 # the loss is read), the resume switch.
 NOT_RESULT_KEYS = ("data.root", "data.verify", "wandb", "train.check_every", "train.resume")
@@ -121,7 +122,8 @@ class RunRecord:
     device: str | None = None
     world_size: int = 1
     versions: dict[str, str] = field(default_factory=dict)
-    git_commit: str | None = None
+    git_commit: str | None = None  # of the checkout the code ran from; None for an installed copy
+    git_dirty: bool | None = None  # the package's files differed from git_commit (edited, added or deleted)
     data_info: dict[str, Any] = field(default_factory=dict, metadata=PROGRESS)
     started_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
@@ -134,11 +136,13 @@ class RunRecord:
         t = cfg.train
         global_batch = t.batch_size * world_size * accum_steps
         config = result_config(cfg, global_batch)
+        commit, dirty = git_state()
         return cls(**names, overrides=list(overrides), free_overrides=list(free), sweep=sweep, seed=cfg.seed,
                    model=cfg.model.name, data=cfg.data.name, recipe=t.name, img_size=cfg.data.img_size,
                    epochs=t.epochs + t.cooldown_epochs, global_batch=global_batch, batch_size=t.batch_size,
                    accum_steps=accum_steps, fingerprint=fingerprint(config), config=config, device=device,
-                   world_size=world_size, versions=versions(), git_commit=git_commit())
+                   world_size=world_size, versions=versions(), git_commit=commit,
+                   git_dirty=dirty)
 
     def resume_from(self, previous: "RunRecord") -> None:
         """Carry ``previous``'s progress over, so that a restart that fails loses none of it."""
@@ -191,10 +195,29 @@ def versions() -> dict[str, str]:
     return found
 
 
-def git_commit() -> str | None:
+def git_state(package: Path = PACKAGE) -> tuple[str | None, bool | None]:
+    """The commit of the checkout that tracks ``package``, and whether the package's files differ from it.
+
+    (None, None) where git does not track the package's ``__init__.py``: an installed copy, also one that lies inside
+    another repository (a venv in a project's tree), whose commit would describe other code. ``versions`` then
+    holds the installed version.
+    """
+    if _git(package, "ls-files", "--error-unmatch", "--", "__init__.py") is None:
+        return None, None
+    commit = _git(package, "rev-parse", "HEAD")
+    changes = _git(package, "status", "--porcelain", "--", ".")  # "." is the package's folder (git -C)
+    if commit is None or changes is None:
+        return None, None
+    return commit, bool(changes)
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    """What ``git args`` run in ``folder`` prints, or None when it fails or there is no git."""
     try:
-        out = subprocess.run(["git", "-C", str(PACKAGE), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5)
+        # No optional locks: the jobs of a sweep start together, and git status would otherwise take the index's
+        # lock to refresh it, failing each other.
+        out = subprocess.run(["git", "--no-optional-locks", "-C", str(folder), *args], capture_output=True,
+                             text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
