@@ -676,6 +676,20 @@ def test_a_marker_whose_heartbeat_stopped_long_ago_is_taken_at_once(tmp_path):
         holder.wait()
 
 
+def test_a_marker_refreshed_after_it_was_judged_left_is_put_back(tmp_path):
+    from ablate.run.rundir import _remove_marker
+    marker = tmp_path / ".lock"
+    marker.write_text("pid=1\n")
+    old = time.time() - 600
+    os.utime(marker, (old, old))
+    seen = marker.stat()
+    os.utime(marker)  # the holder's heartbeat, between the look and the removal
+    _remove_marker(marker, seen)
+    assert marker.read_text() == "pid=1\n" and list(tmp_path.iterdir()) == [marker]
+    _remove_marker(marker, marker.stat())  # unchanged since the look: removed
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_bad_checkpoint_is_called_untrusted_or_corrupt_never_to_be_loaded_unsafely(tmp_path):
     from ablate.run.checkpoint import load_checkpoint
 
