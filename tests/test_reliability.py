@@ -721,9 +721,15 @@ class UncompletedJobError(RuntimeError):
     """As submitit names it, for a job that the cluster preempted and requeued."""
 
 
+class RequeuedLauncher:
+    """submitit's launcher, when the cluster preempted and requeued a job."""
+
+    def launch(self, job_overrides, initial_job_idx):
+        raise UncompletedJobError("Job 4242 (task: 0) with path ... has not produced any output (state: PENDING)")
+
+
 @pytest.mark.slow
 def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_path, monkeypatch, capsys):
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from omegaconf import OmegaConf
 
     from hydra_plugins.ablate_sweeper import AblateSweeper
@@ -731,14 +737,13 @@ def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_pat
     write_record_of(sweep_dir / "baseline" / "seed=0")
     write_record_of(sweep_dir / "baseline" / "seed=1", status="interrupted", top1=None, seed=1)
 
-    def requeued(self, arguments):
-        raise UncompletedJobError("Job 4242 (task: 0) with path ... has not produced any output (state: PENDING)")
-    monkeypatch.setattr(BasicSweeper, "sweep", requeued)
     sweeper = AblateSweeper(max_batch_size=None)
     sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}},
                                        "wandb": {"enabled": False, "mode": "offline"}})
+    sweeper.launcher = RequeuedLauncher()
+    monkeypatch.setattr(sweeper, "validate_batch_is_legal", lambda batch: None)  # no Hydra context here
     with pytest.raises(SystemExit) as ended:
-        sweeper.sweep([])
+        sweeper.sweep(["seed=0,1"])
     assert ended.value.code == 143
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("interrupted (SIGTERM, or jobs the cluster requeued)")
