@@ -178,7 +178,6 @@ def test_gpu_requirements_hold_pyprojects_ranges_and_their_carried_versions():
     """benchmarks/gpu-requirements.txt, as gpu_setup.py reads it: each dependency of pyproject that the GPU check needs
     at pyproject's range or a narrower one, and each carried wheel's version (wheelhouse.sh) inside its range."""
     import tomllib
-
     from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
     from packaging.utils import canonicalize_name
@@ -205,8 +204,8 @@ def test_gpu_command_runs_every_part_on_the_cpu(tmp_path):
     cores: four interpreters, each importing torch, timm and Hydra), with this test's Python (--python). Without a
     wheelhouse, the set-up only checks that this Python meets benchmarks/gpu-requirements.txt."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "out"), "--cpu", "--python", sys.executable],
-                          env=env, capture_output=True, text=True, timeout=900)
+    command = ["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "out"), "--cpu", "--python", sys.executable]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["kernels.txt", "loader.txt", "setup.txt", "step.txt", "summary.txt", "tests.txt"]
