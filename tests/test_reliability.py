@@ -664,7 +664,7 @@ def test_a_marker_whose_heartbeat_stopped_long_ago_is_taken_at_once(tmp_path):
 
 
 def test_a_marker_refreshed_after_it_was_judged_left_is_put_back(tmp_path):
-    from ablate.run.rundir import _remove_marker
+    from ablate.files import _remove_marker
     marker = tmp_path / ".lock"
     marker.write_text("pid=1\n")
     old = time.time() - 600
