@@ -177,11 +177,8 @@ def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.devi
     if loader == "dali":
         from ablate.data.dali.batches import dali_loaders  # DALI loads only when asked for
         return dali_loaders(cfg, specs, device)
-    # Workers start afresh every epoch, seeded from torch's generator, which the loop reseeds per epoch and rank:
-    # so a resumed run's epoch draws the same augmentations. Persistent workers would carry their random state over
-    # from the epoch before, which a run resumed there never had.
-    common = {"num_workers": t.num_workers, "pin_memory": device.type == "cuda", "persistent_workers": False,
-              "worker_init_fn": quiet_on_interrupt}
+    common = {"num_workers": t.num_workers, "pin_memory": device.type == "cuda",
+              "persistent_workers": t.num_workers > 0, "worker_init_fn": quiet_on_interrupt}
     return tuple(DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=drop, **common)
                  for ds, sampler, bs, drop in specs)
 
