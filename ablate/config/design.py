@@ -7,15 +7,15 @@ spelled, so ``-m pool_size=3,5,7,9`` finds the paper's rows. A row's design come
 its own config (``sweeps/table5/<id>.yaml``), so a row's overrides are written once, there.
 """
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from omegaconf import DictConfig
 
-from ablate.reference import table5
 from ablate.config.checks import compose, stage_mixer_names
 from ablate.model import MIXERS
+from ablate.reference import table5
+from ablate.specs import RunName, decides_result
 
 # Each config key that is part of the design, and its value for a config given its stages' mixers (None: the key
 # says nothing about this design, e.g. pool_size when no stage pools). Overrides of these keys change the design,
@@ -32,14 +32,6 @@ _DESIGN: dict[str, Callable[[DictConfig, list[str]], Any]] = {
 DESIGN_KEYS = frozenset(_DESIGN)
 # Override keys that are neither design nor settings: the seed, and the sweep rows that set a design.
 SELECTOR_KEYS = frozenset({"seed", "sweep"})
-
-
-@dataclass(frozen=True)
-class RunName:
-    row: str | None  # the Table 5 row id, when the design is one of the paper's
-    group: str
-    variant: str
-    is_baseline: bool
 
 
 def design(cfg: DictConfig) -> dict[str, Any]:
@@ -78,7 +70,9 @@ def name_run(cfg: DictConfig) -> RunName:
 
 
 def free_overrides(overrides: Sequence[str]) -> list[str]:
-    """The overrides that are settings (e.g. ``model=xs``, ``train.lr=1e-3``): neither design, seed nor sweep row."""
+    """The overrides that are settings (e.g. ``model=xs``, ``train.lr=1e-3``): neither design, seed nor sweep row,
+    nor a key outside the fingerprint (``train.resume=false`` to retrain, where the data lives), which names no
+    variant and splits no report row."""
     def key(override: str) -> str:
         return override.partition("=")[0].lstrip("+~").split("/")[0].split(".")[0]
-    return [o for o in overrides if key(o) not in DESIGN_KEYS | SELECTOR_KEYS]
+    return [o for o in overrides if key(o) not in DESIGN_KEYS | SELECTOR_KEYS and decides_result(o)]

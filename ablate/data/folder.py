@@ -6,8 +6,8 @@ tree gets the same labels here as in ImageFolder. Names starting with "." are sk
 not images: a Mac's ``._x.JPEG``, ``.ipynb_checkpoints/``), and their number goes into the record.
 
 Start-up checks, each a one-line ConfigError naming the key, before any training: data.root set and a directory;
-train/ and val/ present and holding class folders, at least two (data=folder checks this with the config, before
-the run's record is written); val/ holding the same classes as train/; every class folder holding at least one image.
+train/ and val/ present and holding class folders, at least two, val/ holding the same classes as train/ (these with
+the config, by ``tree_train_images``, before the run's record is written); every class folder holding an image.
 Files are listed, not decoded: decoding ImageNet's 1.33M files would cost far more than listing them.
 
 Unreadable images fail with their path; none is ever skipped. An ablation compares variants, so each must see the
@@ -21,15 +21,15 @@ from collections.abc import Callable
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
-from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ablate.data import DATASETS, DataBundle
-from ablate.data.listing import EIGHT_BIT, SPLITS, Walk, load_image, preview, scan, to_rgb, tree_classes
-from ablate.data.transforms import eval_transform, train_transform
+from ablate.data import DATASETS, TRAIN_IMAGES, DataBundle
+from ablate.data.listing import EIGHT_BIT, SPLITS, Walk, count_images, load_image, preview, scan, to_rgb, tree_classes
 from ablate.data.storecheck import is_store
+from ablate.data.transforms import eval_transform, train_transform
 from ablate.errors import ConfigError
+from ablate.specs import RunSpec
 
 log = logging.getLogger(__name__)
 LAYOUT = "a folder with train/<class>/<image> and val/<class>/<image>"
@@ -49,7 +49,7 @@ class ImageFolderSplit(Dataset):
         return self.transform(load_image(path)), label
 
 
-def root_dir(cfg: DictConfig, holds: str) -> Path:
+def root_dir(cfg: RunSpec, holds: str) -> Path:
     """``data.root`` as an existing directory; ``holds`` describes what it must be, for the error."""
     if cfg.data.root is None:
         raise ConfigError(f"data.root must point to {holds} (data={cfg.data.name})")
@@ -80,7 +80,7 @@ def verify_images(samples: list[tuple[str, int]], where: str) -> None:
                           "remove or replace them (data.verify=false defers this check to loading)")
 
 
-def image_folder_bundle(cfg: DictConfig, root: Path, classes: list[str] | None = None,
+def image_folder_bundle(cfg: RunSpec, root: Path, classes: list[str] | None = None,
                         expect_classes: int | None = None) -> DataBundle:
     """Train/val sets of the tree at ``root`` with the paper's transforms.
 
@@ -110,6 +110,18 @@ def image_folder_bundle(cfg: DictConfig, root: Path, classes: list[str] | None =
                       ImageFolderSplit(val, classes, eval_transform(cfg)), len(classes), info)
 
 
+@TRAIN_IMAGES.register("folder")
+def tree_train_images(cfg: RunSpec, at_most: int) -> int | None:
+    """The images under train/'s class folders, up to ``at_most``; None for a pixel store (its own checks speak).
+    A root without train/ or without class folders in it is refused here, before a run writes anything."""
+    root = root_dir(cfg, LAYOUT)
+    if is_store(root):
+        return None
+    where = f"data.root={cfg.data.root}"
+    classes = tree_classes(root, where)  # two or more, the same in val/: refused before the run writes anything
+    return count_images([root / "train" / c for c in classes], at_most, root=root)
+
+
 @DATASETS.register("folder")
-def folder(cfg: DictConfig) -> DataBundle:
+def folder(cfg: RunSpec) -> DataBundle:
     return image_folder_bundle(cfg, root_dir(cfg, LAYOUT))

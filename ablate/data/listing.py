@@ -1,5 +1,5 @@
-"""Image files of a class-folder tree, listed without decoding and without torch (the config checks use it), and
-the one function that decodes them.
+"""Image files of a class-folder tree, listed without decoding and without torch, and the one function that decodes
+them.
 
 Names starting with "." are skipped at every depth: the AppleDouble ``._x.JPEG`` files that copying from a Mac
 leaves, ``.ipynb_checkpoints/``, ``.DS_Store``. Each skipped file or folder (not what a folder holds) is counted,
@@ -11,7 +11,6 @@ into another class folder or into the data root) or to a folder already listed i
 count twice, or under another class. Such links are named in one warning line and counted for the record.
 """
 import logging
-import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -19,15 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
 from PIL import Image
 
 from ablate.errors import ConfigError, UnreadableImageError
 
 SPLITS = ("train", "val")
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
-DIGITS_IMAGES = 1797  # scikit-learn's load_digits
-FIXED_TRAIN_IMAGES = {"fashion_mnist": 60_000}
 # PIL modes that convert("RGB") turns into 8-bit RGB without losing a level: 8 bits a channel, a palette, bilevel.
 EIGHT_BIT = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
 # Greyscale of 16 bits a sample (PIL's "I" holds them too), scaled to 8 bits by their high byte, as torchvision's
@@ -138,24 +134,6 @@ def count_images(folders: list[Path], at_most: int, root: Path) -> int:
             if n >= at_most:
                 return n
     return n
-
-
-def train_images(cfg: DictConfig, at_most: int) -> int | None:
-    """How many training images ``cfg.data`` holds (up to ``at_most``), without loading them; None when unknown
-    here (the data set's own checks then speak first). A data=folder tree's classes are checked on the way
-    (``tree_classes``)."""
-    name = cfg.data.name
-    if name == "digits":  # train_test_split's test share is rounded up
-        return DIGITS_IMAGES - math.ceil(cfg.data.val_fraction * DIGITS_IMAGES)
-    if name in FIXED_TRAIN_IMAGES:
-        return FIXED_TRAIN_IMAGES[name]
-    root = cfg.data.get("root")
-    train = Path(root).expanduser() / "train" if isinstance(root, str) else None
-    if train is None or not train.is_dir():
-        return None
-    if name == "folder":  # the other trees' builders pick their classes themselves
-        tree_classes(train.parent, f"data.root={root}")
-    return count_images([p for p in train.iterdir() if p.is_dir() and not hidden(p.name)], at_most, root=train.parent)
 
 
 def preview(names: list[str], k: int = 5) -> str:
