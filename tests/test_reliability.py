@@ -1092,8 +1092,8 @@ def test_a_run_that_completes_leaves_no_error_txt_beside_its_record(tmp_path, mo
 
 def test_settings_outside_the_fingerprint_split_no_row_and_the_baseline_names_its_size(tmp_path):
     from ablate.config.design import free_overrides, name_run
-    from ablate.report.build import load_runs, summarize
     from ablate.record import RunRecord, write_record
+    from ablate.report.build import load_runs, summarize
     assert free_overrides(["model=xs", "train.resume=false", "data.root=/d", "+data.verify=true",
                            "train.check_every=5", "wandb.mode=online", "train.lr=1e-3", "seed=1"]) == \
         ["model=xs", "train.lr=1e-3"]

@@ -34,8 +34,17 @@ from tqdm import tqdm
 
 from ablate.data import DataBundle
 from ablate.data.listing import SPLITS, Walk, load_image, preview, scan, tree_classes
-from ablate.data.storecheck import (FILES, FORMAT, MANIFEST, PROGRESS, check_store, damage, describe, read_finished,
-                                    read_json)
+from ablate.data.storecheck import (
+    FILES,
+    FORMAT,
+    MANIFEST,
+    PROGRESS,
+    check_store,
+    damage,
+    describe,
+    read_finished,
+    read_json,
+)
 from ablate.data.transforms import eval_pil
 from ablate.errors import ConfigError
 from ablate.specs import RunSpec
