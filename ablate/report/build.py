@@ -26,6 +26,7 @@ from ablate.report.effects import add_effects, paper_agreement
 from ablate.errors import ReportError, RunDirError
 from ablate.report.latex import latex_table
 from ablate.report.outdir import staged
+from ablate.report.plan import load_plans, marked, plan_section, same_function_note, ties_by_construction
 from ablate.report.plots import write_plots
 from ablate.report.stats import exact_percent
 from ablate.run.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
@@ -212,9 +213,13 @@ def write_report(runs: pd.DataFrame, out: Path) -> Path:
         plots = write_plots(table, load_history(runs), folder)
         images = "\n".join(f"![{title}]({path.name})" for title, path in plots.items())
         ema = "**Accuracies are the EMA model's (train.ema_decay).**\n\n" if runs.metric.eq("ema").any() else ""
+        plans = load_plans(runs.assign(label=table.label.loc[runs.entry].to_numpy()))
+        sections = [markdown_table(marked(text, plans)), same_function_note(plans),
+                    "\n".join(filter(None, [agreement_section(agreement), ties_by_construction(plans, table)])),
+                    plan_section(plans, runs), images]
         (folder / "table.md").write_text(f"{header(runs, mixed, duplicates)}\n\n{ema}{reading(table)}\n\n"
-                                         f"{baseline_spread(table)}\n\n{markdown_table(text)}\n\n"
-                                         f"{agreement_section(agreement)}\n\n{images}\n", encoding="utf-8")
+                                         f"{baseline_spread(table)}\n\n" + "\n\n".join(filter(None, sections))
+                                         + "\n", encoding="utf-8")
     return Path(out) / "table.md"
 
 
