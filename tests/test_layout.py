@@ -157,7 +157,7 @@ def test_no_import_cycles_lazy_imports_included():
 
 def test_the_package_top_level_stays_small():
     code = {p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
-    assert len(code - {"__init__.py", "__main__.py"}) <= 9, sorted(code)
+    assert len(code - {"__init__.py", "__main__.py"}) <= 10, sorted(code)  # plan/: python -m ablate.plan
     for sub in (p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
         assert ast.get_docstring(ast.parse((sub / "__init__.py").read_text())), f"{sub.name}/__init__.py says its job"
 

@@ -90,11 +90,12 @@ def test_a_1x1_grid_makes_pooling_zero_and_the_random_matrix_the_identity():
     assert "dwconv" not in text and text.count(";") == 0  # one line, one finding
 
 
-@pytest.mark.slow  # every Table 5 row, built and compared at 32 px
-def test_table5_at_32_px_warns_of_stages_3_and_4():
+@pytest.mark.slow  # every Table 5 row, built and compared at 32 and at 224 px
+def test_table5_at_32_px_warns_of_stages_3_and_4_and_at_224_px_not():
     text = warning_line(same_function(designs(list(table5.rows()), 32), 32), 32)
     assert "pool7 = pool9 in stage 2" in text and "baseline = pool5 = pool7 = pool9 in stage 3" in text
     assert "baseline = ln = pool5 = pool7 = pool9 in stage 4 (apart from data.img_size=131)" in text
+    assert same_function(designs(list(table5.rows()), 224), 224) == []
 
 
 def test_parallel_wall_is_the_last_slot_to_finish():

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from ablate.config.model import build_model, min_train_bytes
 from ablate.errors import ConfigError
 
-if TYPE_CHECKING:  # torch loads with the first model, not with the module
+if TYPE_CHECKING:
     from torch import nn
 
 # Data sets whose files may not be here: (train, val) images and classes, as their builders find them.

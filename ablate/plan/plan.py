@@ -11,9 +11,10 @@ from omegaconf import DictConfig
 
 from ablate.config import compose
 from ablate.config.model import model_args
-from ablate.plan.cost import DataSize, ModelCost, data_size, model_cost
+from ablate.plan.cost import EVAL_SPEEDUP, DataSize, ModelCost, data_size, model_cost
 from ablate.plan.jobs import PlannedJob, planned_jobs
 from ablate.run.record import atomic_write
+from ablate.sweep.status import duration
 
 PLAN_JSON, PLAN_TXT = "plan.json", "plan.txt"
 
@@ -69,79 +70,95 @@ def _model_key(cfg: DictConfig) -> str:
                       sort_keys=True)
 
 
-def _job_seconds(job: PlannedJob, cfg: DictConfig, data: DataSize, cost: ModelCost) -> tuple[float | None, ...]:
+def _epochs(cfg: DictConfig) -> int:
+    return cfg.train.epochs + cfg.train.cooldown_epochs
+
+
+def _data_key(cfg: DictConfig) -> str:
+    return json.dumps(dict(cfg.data), sort_keys=True, default=str)
+
+
+def _job_seconds(job: PlannedJob, cfg: DictConfig, data: DataSize, cost: ModelCost
+                 ) -> tuple[float | None, float | None]:
     """A run's projected seconds (training and evaluation, set-up left out: as the record's wall_s) and those
     left; None without a speed."""
-    epochs = cfg.train.epochs + cfg.train.cooldown_epochs
     if not cost.train_img_s:
         return None, None
     trained = data.train // cfg.train.batch_size * cfg.train.batch_size  # the last partial batch is dropped
-    per_epoch = trained / cost.train_img_s + data.val / (cost.eval_img_s or cost.train_img_s * 3)
-    left = 0 if job.state == "skip" else max(0, epochs - job.epochs_done)
-    return epochs * per_epoch, left * per_epoch
+    per_epoch = trained / cost.train_img_s + data.val / (cost.eval_img_s or cost.train_img_s * EVAL_SPEEDUP)
+    left = 0 if job.state == "skip" else max(0, _epochs(cfg) - job.epochs_done)
+    return _epochs(cfg) * per_epoch, left * per_epoch
 
 
-def make_plan(config: DictConfig, command: str, options: Options) -> Plan:
-    """The plan of the sweep ``config`` (ablate.plan.jobs.sweep_config)."""
-    from ablate.model.equivalence import same_function, warning_line
-    jobs = planned_jobs(config)
-    configs = {job.row: None for job in jobs}
-    for job in jobs:
-        if configs[job.row] is None:
-            configs[job.row] = compose(job.overrides)
-    device = device_bytes = None
-    if options.measure:
-        from ablate.run.distributed import device_memory, pick_device
-        first = next(iter(configs.values()))
-        dev = pick_device(first.train.device)
-        device, (device_bytes, hidden) = str(dev), device_memory(dev, first.train.amp)
-    else:
-        hidden = 4
-    slots = launcher_slots(config)
-    plan = Plan(command, str(config.hydra.sweep.dir), sorted({c.data.img_size for c in configs.values()}), slots,
-                options.ddp_devices or slots, options.ddp_efficiency,
-                options.speeds_from or (f"measured here, {options.steps} steps per model" if options.measure
-                                        else "not measured"), device, device_bytes)
+def _price(plan: Plan, configs: dict[str, DictConfig], options: Options, hidden_bytes: int
+           ) -> tuple[dict[str, DataSize], dict[str, tuple[str, ModelCost]]]:
+    """Each data set's size, and each distinct model's cost by model key, with the first row that has it; fills
+    ``plan.models``."""
     sizes: dict[str, DataSize] = {}
-    costs: dict[str, tuple[str, ModelCost]] = {}  # model key → (first row, cost)
+    costs: dict[str, tuple[str, ModelCost]] = {}
     for row, cfg in configs.items():
-        data_key = json.dumps(dict(cfg.data), sort_keys=True, default=str)
-        data = sizes.setdefault(data_key, data_size(cfg)) if data_key not in sizes else sizes[data_key]
-        key = _model_key(cfg)
+        if _data_key(cfg) not in sizes:
+            sizes[_data_key(cfg)] = data_size(cfg)
+        data, key = sizes[_data_key(cfg)], _model_key(cfg)
         if key not in costs:
             measure = options.measure and options.speeds is None
-            cost = model_cost(cfg, data.num_classes, hidden, options.steps if measure else None)
+            cost = model_cost(cfg, data.num_classes, hidden_bytes, options.steps if measure else None)
             if options.speeds is not None:
                 speed = options.speeds.get(row)
                 cost.train_img_s, cost.speed_source = speed, options.speeds_from if speed else "not in the file"
             costs[key] = (row, cost)
-            plan.models[row] = {**asdict(cost), "rows": [],
-                                "run_bytes": cost.checkpoint_bytes + cost.record_bytes(
-                                    cfg.train.epochs + cfg.train.cooldown_epochs, data.val),
-                                "train_images": data.train, "val_images": data.val}
+            plan.models[row] = {**asdict(cost), "rows": [], "train_images": data.train, "val_images": data.val,
+                                "run_bytes": cost.checkpoint_bytes + cost.record_bytes(_epochs(cfg), data.val)}
         plan.models[costs[key][0]]["rows"].append(row)
+    return sizes, costs
+
+
+def _find_same_function(plan: Plan, configs: dict[str, DictConfig]) -> None:
+    """``plan.equivalences`` and its warning: the distinct models of each image size, checked by computation."""
+    from ablate.model.equivalence import same_function, warning_line
+    lines = []
+    for img_size in plan.img_sizes:
+        designs = {}
+        for row in plan.models:
+            if configs[row].data.img_size == img_size:
+                design = model_args(configs[row])
+                design.pop("img_size")
+                designs.setdefault(json.dumps(design, sort_keys=True), (row, design))
+        found = same_function(dict(designs.values()), img_size)
+        plan.equivalences += [e.as_dict() for e in found]
+        lines.append(warning_line(found, img_size))
+    plan.warning = "; ".join(filter(None, lines)) or None
+
+
+def make_plan(config: DictConfig, command: str, options: Options) -> Plan:
+    """The plan of the sweep ``config`` (ablate.plan.jobs.sweep_config)."""
+    jobs = planned_jobs(config)
+    configs: dict[str, DictConfig] = {}
+    for job in jobs:  # seeds share a row's model: one config per row
+        if job.row not in configs:
+            configs[job.row] = compose(job.overrides)
+    device = device_bytes = None
+    hidden_bytes = 4
+    if options.measure:
+        from ablate.run.distributed import device_memory, pick_device
+        first = next(iter(configs.values())).train
+        on = pick_device(first.device)
+        device, (device_bytes, hidden_bytes) = str(on), device_memory(on, first.amp)
+    slots = launcher_slots(config)
+    speeds_from = options.speeds_from or (f"measured here, {options.steps} steps per model" if options.measure
+                                          else "not measured")
+    plan = Plan(command, str(config.hydra.sweep.dir), sorted({c.data.img_size for c in configs.values()}), slots,
+                options.ddp_devices or slots, options.ddp_efficiency, speeds_from, device, device_bytes)
+    sizes, costs = _price(plan, configs, options, hidden_bytes)
     for job in jobs:
         cfg = configs[job.row]
         model_row, cost = costs[_model_key(cfg)]
-        data = sizes[json.dumps(dict(cfg.data), sort_keys=True, default=str)]
-        total, left = _job_seconds(job, cfg, data, cost)
+        total, left = _job_seconds(job, cfg, sizes[_data_key(cfg)], cost)
         plan.jobs.append({"run_dir": str(job.run_dir.relative_to(config.hydra.sweep.dir)), "row": job.row,
                           "model": model_row, "seed": job.seed, "state": job.state, "epochs_done": job.epochs_done,
-                          "epochs": cfg.train.epochs + cfg.train.cooldown_epochs, "projected_s": total,
-                          "left_s": left})
+                          "epochs": _epochs(cfg), "projected_s": total, "left_s": left})
     plan.totals = _totals(plan)
-    for img_size in plan.img_sizes:
-        designs = {}
-        for model_row in plan.models:
-            cfg = configs[model_row]
-            if cfg.data.img_size == img_size:
-                design = model_args(cfg)
-                design.pop("img_size")
-                designs.setdefault(json.dumps(design, sort_keys=True), (model_row, design))
-        found = same_function(dict(designs.values()), img_size)
-        plan.equivalences += [e.as_dict() for e in found]
-        line = warning_line(found, img_size)
-        plan.warning = "; ".join(filter(None, [plan.warning, line])) or None
+    _find_same_function(plan, configs)
     return plan
 
 
@@ -154,14 +171,6 @@ def _totals(plan: Plan) -> dict[str, float | None]:
     serial = sum(left)
     return {"serial_s": serial, "parallel_s": parallel_wall(left, plan.slots),
             "ddp_s": serial / (plan.ddp_devices * plan.ddp_efficiency), "disk_bytes": disk}
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    minutes, s = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {s:02d} s" if minutes else f"{s} s"
 
 
 def _bytes(n: float | None) -> str:
@@ -190,10 +199,11 @@ def render(plan: Plan) -> str:
         evaluate = f"{m['eval_img_s']:.0f}" if m["eval_img_s"] else "-"
         lines.append(f"{row:<20}{m['params_m']:>9.3g}{m['macs_g']:>9.3g}{memory:>17}{speed:>8}{evaluate:>11}"
                      f"{_bytes(m['run_bytes']):>10}  {', '.join(m['rows'])}")
-    lines += ["", f"{'job':<48}{'state':>14}{'projected':>16}{'left':>16}"]
+    width = max(len(j["run_dir"]) for j in plan.jobs) + 2
+    lines += ["", f"{'job':<{width}}{'state':>14}{'projected':>16}{'left':>16}"]
     for j in plan.jobs:
         state = j["state"] if j["state"] == "new" else f"{j['state']} ({j['epochs_done']}/{j['epochs']})"
-        lines.append(f"{j['run_dir']:<48}{state:>14}{duration(j['projected_s']):>16}{duration(j['left_s']):>16}")
+        lines.append(f"{j['run_dir']:<{width}}{state:>14}{duration(j['projected_s']):>16}{duration(j['left_s']):>16}")
     t = plan.totals
     lines += ["", f"one after another: {duration(t['serial_s'])}; {plan.slots} parallel job(s) "
                   f"(hydra.launcher.n_jobs): {duration(t['parallel_s'])}; DDP on {plan.ddp_devices} device(s) at "
