@@ -7,8 +7,8 @@ batch in micro-batches of 128 per GPU, the batch the speeds were measured at) wi
 per-row speeds of a benchmarks/throughput.py results file. Parallel jobs start in the sweep's order on the first free
 GPU, as hydra-joblib-launcher hands them out; DDP trains one row at a time on all GPUs at the stated scaling
 efficiency, and the plan prints the efficiency DDP would need to win. Evaluation counts at 3× the training speed;
-data loading is left out (both ways pay it alike, given a loader that keeps up). The data need not be here (data.root=. passes the config check):
-ImageNet-100's size is known (ablate.plan.cost.KNOWN_SIZES).
+data loading is left out (both ways pay it alike, given a loader that keeps up). The data need not be here
+(``data.root=.`` passes the config check): ImageNet-100's size is known (ablate.plan.cost.KNOWN_SIZES).
 """
 import argparse
 import platform

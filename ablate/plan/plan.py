@@ -224,10 +224,12 @@ def write_plan(plan: Plan, folder: Path) -> None:
 
 
 def sweep_start_plan(config: DictConfig, command: str) -> Plan:
-    """The plan a sweep writes as it starts. Speeds are measured only when its runs train on the CPU, where a few
-    steps per model cost seconds of a sweep of minutes; on a GPU the launcher's process must not open a CUDA
-    context (it would hold memory on a GPU its jobs need), so that plan projects no times."""
+    """The plan a sweep writes as it starts. Speeds are measured only when its runs train on this machine's CPU,
+    where a few steps per model cost seconds of a sweep of minutes; on a GPU the launcher's process must not open a
+    CUDA context (it would hold memory on a GPU its jobs need), and a cluster's jobs run elsewhere (submitit), so
+    those plans project no times."""
     import torch
     device = compose(planned_jobs(config)[0].overrides).train.device
+    here = "submitit" not in str(config.hydra.launcher.get("_target_", ""))
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    return make_plan(config, command, Options(measure=on_cpu))
+    return make_plan(config, command, Options(measure=here and on_cpu))
