@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 KNOWN_SIZES = {"imagenet100": (126_689, 5_000, 100), "imagenet": (1_281_167, 50_000, 1000)}
 RECORD_BYTES = 16_384  # results.json, the run's config and log: a few KB each
 HISTORY_ROW_BYTES = 160  # one epoch's line of history.csv
+CPU_BATCH = 16  # the largest batch measured on the CPU
 EVAL_SPEEDUP = 3.0  # a forward pass is about a third of a training step (forward + backward), when not measured
 
 
@@ -79,21 +80,23 @@ def model_cost(cfg: DictConfig, num_classes: int, hidden_bytes: int, steps: int 
 
 
 def measure_speed(model: "nn.Module", cfg: DictConfig, num_classes: int, steps: int) -> tuple[float, float]:
-    """Training and evaluation img/s of ``model`` (``cfg``'s) on its device, at its batch size: ``steps`` AdamW
-    steps and forward passes on one random batch, each after one untimed (the model, optimiser and loss of
-    ablate.run.train; no data loading)."""
+    """Training and evaluation img/s of ``model`` (``cfg``'s) on its device, at its batch size (at most CPU_BATCH
+    on the CPU): ``steps`` AdamW steps and forward passes on one random batch, each after one untimed (the model,
+    optimiser and loss of ablate.run.train; no data loading)."""
     import torch
     from timm.optim import create_optimizer_v2
     from torch import nn
 
     from ablate.run.distributed import pick_device
     t, device = cfg.train, pick_device(cfg.train.device)
+    # On the CPU an image costs about the same in any batch of a few or more, so a small one measures it sooner.
+    batch = min(t.batch_size, CPU_BATCH) if device.type == "cpu" else t.batch_size
     model = model.to(device)
     optimizer = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=t.weight_decay, fused=t.fused_optimizer)
     criterion = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp and device.type == "cuda")
-    x = torch.randn(t.batch_size, 3, cfg.data.img_size, cfg.data.img_size, device=device)
-    y = torch.randint(0, num_classes, (t.batch_size,), device=device)
+    x = torch.randn(batch, 3, cfg.data.img_size, cfg.data.img_size, device=device)
+    y = torch.randint(0, num_classes, (batch,), device=device)
 
     def step() -> None:
         with amp:
@@ -111,7 +114,7 @@ def measure_speed(model: "nn.Module", cfg: DictConfig, num_classes: int, steps: 
             fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return n * t.batch_size / (time.perf_counter() - tic)
+        return n * batch / (time.perf_counter() - tic)
 
     model.train()
     train = timed(step, steps)
