@@ -149,5 +149,5 @@ def test_the_report_marks_equal_rows_and_sets_the_plan_beside_the_runs(tmp_path)
     assert "| Pooling size 3 → 9 ≡ |" in md
     assert "stages 3, 4 at data.img_size=32 (apart from data.img_size=131)" in md
     assert "Ties equal by construction in part:" in md
-    assert "2 completed runs: 200 s of training and evaluation, 200 s projected (took / projected = 1.00)" in md
+    assert "2 completed run(s): 200 s of training and evaluation, 200 s projected (took / projected = 1.00)" in md
     assert "| pool9/seed=0 | 100 | 110 | 1.10 |" in md

@@ -132,7 +132,7 @@ def plan_section(plans: SweepPlans, runs: pd.DataFrame) -> str:
                  f"waiting included), against {plans.serial_s:.0f} s projected one after another."
                  if span is not None else "")
     return "\n".join(["## Plan beside what the sweep took", "",
-                      f"{len(done)} completed runs: {took:.0f} s of training and evaluation, {projected:.0f} s "
+                      f"{len(done)} completed run(s): {took:.0f} s of training and evaluation, {projected:.0f} s "
                       f"projected (took / projected = {took / projected:.2f}).{span_text} Projections come from a few "
                       "steps per model measured as the sweep started; a loaded machine makes them noisy.", "",
                       *rows])
