@@ -23,6 +23,8 @@ def _out(*command: str) -> str:
 
 
 def commit() -> str:
+    if os.environ.get("ABLATE_COMMIT"):  # a copy without .git, as the GPU node gets (docs/gpu.md): what it came from
+        return f"{os.environ['ABLATE_COMMIT']} (from ABLATE_COMMIT)"
     sha = _out("git", "rev-parse", "--short=12", "HEAD")
     if not sha:
         return "unknown (no git checkout)"

@@ -27,6 +27,7 @@ from ablate import compose
 from ablate.data.fashion_mnist import load_split
 from ablate.data.store import write_store
 from ablate.run.train import run
+from ablate.config.spec import to_spec
 
 ROOT = Path("/usr/share/datasets/fashion-mnist")
 
@@ -76,7 +77,7 @@ def main() -> None:
         write_store(tree, store, short_side=28, img_size=args.img_size, crop_pct=crop_pct, workers=1)
         for seed in range(args.seeds):
             for loader, root in (("torch", tree), ("batched", store)):
-                record = run(compose(overrides(root, loader, args, seed)), Path(tmp) / f"{loader}-{seed}")
+                record = run(to_spec(compose(overrides(root, loader, args, seed))), Path(tmp) / f"{loader}-{seed}")
                 assert record.status == "completed" and record.data_info["loader"] == loader, record.error
                 top1[loader].append(record.top1)
                 print(f"seed {seed} {loader}: {record.top1:.2f}", file=sys.stderr, flush=True)

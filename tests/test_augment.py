@@ -20,8 +20,9 @@ import torchvision.transforms.functional as tv
 from ablate import ConfigError, compose
 from ablate.data.augment import (GEOMETRIC, BatchRandAugment, TrainRecipe, crop_boxes, level_args,
                                  resized_crops)
-from ablate.data.fake import photo
+from fake_images import photo
 from ablate.data.transforms import MEAN, RATIO, SCALE, STD, posterize
+from ablate.config.spec import to_spec
 
 PAPER = "rand-m9-mstd0.5-inc1"
 INTEGER_ARGS = ("Posterize", "Solarize")  # timm passes these as ints
@@ -134,7 +135,7 @@ def test_crop_is_timms_crop_then_resize(images):
 
 def test_recipe_is_seeded_and_normalised():
     cfg = compose(["train=paper", "data.img_size=32"])
-    recipe = TrainRecipe.from_config(cfg, torch.tensor([20, 30, 0]).expand(16, 3))
+    recipe = TrainRecipe.from_config(to_spec(cfg), torch.tensor([20, 30, 0]).expand(16, 3))
     pixels = torch.randint(0, 256, (16, 20, 30, 3), dtype=torch.uint8)
     batch, index = [pixels, torch.arange(16)], torch.arange(16)
     x, y = recipe(batch, index, torch.Generator().manual_seed(3))
@@ -153,7 +154,7 @@ def test_cuda_recipe_is_the_cpu_recipe():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     cfg = compose(["train=paper", "data.img_size=32", "train.reprob=0"])  # erasing's noise is drawn on the device
-    recipe = TrainRecipe.from_config(cfg, torch.tensor([36, 48, 0]).expand(64, 3))
+    recipe = TrainRecipe.from_config(to_spec(cfg), torch.tensor([36, 48, 0]).expand(64, 3))
     pixels, index = torch.randint(0, 256, (64, 36, 48, 3), dtype=torch.uint8), torch.arange(64)
     cpu, _ = recipe([pixels, index], index, torch.Generator().manual_seed(0))
     cuda, _ = recipe([pixels.cuda(), index.cuda()], index, torch.Generator().manual_seed(0))

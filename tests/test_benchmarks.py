@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import default_run  # noqa: E402
+import gpu_setup  # noqa: E402
 import loader  # noqa: E402
 import throughput  # noqa: E402
 from bound import bandwidth_tbs, count_traffic, moved_bytes  # noqa: E402
@@ -179,13 +181,36 @@ def test_bandwidth_by_device_name(name, tbs):
 
 # --- the one GPU command ----------------------------------------------------------------
 
+def test_gpu_requirements_hold_pyprojects_ranges_and_their_carried_versions():
+    """benchmarks/gpu-requirements.txt, as gpu_setup.py reads it: each dependency of pyproject that the GPU check needs
+    at pyproject's range or a narrower one, and each carried wheel's version (wheelhouse.sh) inside its range."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    wanted = gpu_setup.requirements()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    left_out = {"torch", "torchvision", "pandas", "matplotlib", "wandb"}  # the node's own; the report; tracking
+    for line in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        req = Requirement(line)
+        if req.name not in left_out:
+            assert set(req.specifier) <= set(SpecifierSet(wanted[req.name])), req.name
+    versions = {re.match(r"[\w.-]+", line)[0]: line.split("# carried: ")[1].split()[0].rstrip(",")
+                for line in (BENCHMARKS / "gpu-requirements.txt").read_text().splitlines() if "# carried: " in line}
+    assert "hydra-core" in versions and "scipy" not in versions  # what the node lacks; pure Python only
+    for name, version in versions.items():
+        assert SpecifierSet(wanted[name]).contains(version), name
+
+
 @pytest.mark.slow
 def test_gpu_command_runs_every_part_on_the_cpu(tmp_path):
     """``bash benchmarks/gpu.sh OUTDIR --cpu``: the same parts as on a GPU, at tiny sizes (about 3 minutes on 2 busy
-    cores: four interpreters, each importing torch, timm and Hydra)."""
+    cores: four interpreters, each importing torch, timm and Hydra), with this test's Python (--python). Without a
+    wheelhouse, the set-up only checks that this Python meets benchmarks/gpu-requirements.txt."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "out"), "--cpu"], env=env,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "out"), "--cpu", "--python", sys.executable],
+                          env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["kernels.txt", "loader.txt", "setup.txt", "step.txt", "summary.txt", "tests.txt"]
@@ -193,9 +218,14 @@ def test_gpu_command_runs_every_part_on_the_cpu(tmp_path):
         text = (tmp_path / "out" / name).read_text()
         assert all(h in text for h in HEADER), name
         assert text.startswith("# command: bash benchmarks/gpu.sh" if name in ("setup.txt", "summary.txt")
-                               else "# command: python "), name
+                               else f"# command: {sys.executable} "), name
+    setup = (tmp_path / "out" / "setup.txt").read_text()
+    assert re.search(rf"^hydra-core +>=1\.3\.2 +{re.escape(metadata.version('hydra-core'))} .* found$", setup, re.M)
+    listed = [line for line in (BENCHMARKS / "gpu-requirements.txt").read_text().splitlines()
+              if line.split("#")[0].strip()]
+    assert f"# set-up: {len(listed)} found, 0 missing; " in setup  # every requirement met by this Python
     summary = (tmp_path / "out" / "summary.txt").read_text()
     assert [line.split()[:2] for line in summary.splitlines() if line.endswith(".txt")] == \
-        [["tests", "ok"], ["step", "ok"], ["kernels", "ok"], ["loader", "ok"]]
+        [["setup", "ok"], ["tests", "ok"], ["step", "ok"], ["kernels", "ok"], ["loader", "ok"]]
     assert "# goal: pool 9 ≥ 0.95× pool 3" in summary and "# goal: end to end ≥ 0.90 × model only" in summary
     assert "skipped" in summary  # the gpu tests, saying so

@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from ablate.config import compose
-from ablate.config.model import model_args
+from ablate.config.spec import to_spec
 from ablate.model import MetaFormer
+from ablate.model.build import model_args
 from ablate.model.equivalence import same_function, warning_line
 from ablate.model.pooling import box_pool
 from ablate.plan.plan import parallel_wall
 from ablate.reference import table5
 from ablate.report.build import build_report
-from ablate.run.record import RunRecord, write_record
+from ablate.record import RunRecord, write_record
 
 XS = {"depths": [1, 1, 3, 1], "dims": [32, 64, 128, 256]}
 
@@ -23,7 +24,7 @@ XS = {"depths": [1, 1, 3, 1], "dims": [32, 64, 128, 256]}
 def designs(rows, img_size, model="xs"):
     out = {}
     for row in rows:
-        args = model_args(compose([f"+sweep/table5={row}", f"model={model}", f"data.img_size={img_size}"]))
+        args = model_args(to_spec(compose([f"+sweep/table5={row}", f"model={model}", f"data.img_size={img_size}"])))
         args.pop("img_size")
         out[row] = args
     return out

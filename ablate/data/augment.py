@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import Tensor
 
 from ablate.data.transforms import HFLIP, MEAN, RATIO, SCALE, STD, erase_batch, timm_rand_augment
 from ablate.errors import ConfigError
+from ablate.specs import RunSpec
 
 LEVEL = 10.0  # timm's magnitude scale: levels 0-10
 # Images per pass on the CPU: a chunk's float tensors (~10 MB at 224 px) stay in the allocator's reused memory
@@ -342,7 +342,7 @@ class TrainRecipe:
     spare: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)  # batches given back
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, meta: Tensor) -> "TrainRecipe":
+    def from_config(cls, cfg: RunSpec, meta: Tensor) -> "TrainRecipe":
         t = cfg.train
         if t.color_jitter and not t.randaug:  # timm drops colour jitter when RandAugment is on, as the paper did
             raise ConfigError(f"train.color_jitter={t.color_jitter} without train.randaug: colour jitter is not "

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig
-
-from ablate.config.model import build_model, min_train_bytes
 from ablate.errors import ConfigError
+from ablate.model.build import build_model, min_train_bytes
+from ablate.specs import RunSpec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -48,7 +47,7 @@ class ModelCost:
         return RECORD_BYTES + HISTORY_ROW_BYTES * epochs + val_images // 4
 
 
-def data_size(cfg: DictConfig) -> DataSize:
+def data_size(cfg: RunSpec) -> DataSize:
     """Train and val images and classes of ``cfg.data``: counted by building the data set (in-memory sets, folders
     that are here), else the sizes of the known sets whose files are elsewhere."""
     from ablate.data import build_data
@@ -61,7 +60,7 @@ def data_size(cfg: DictConfig) -> DataSize:
         raise
 
 
-def model_cost(cfg: DictConfig, num_classes: int, hidden_bytes: int, steps: int | None = None) -> ModelCost:
+def model_cost(cfg: RunSpec, num_classes: int, hidden_bytes: int, steps: int | None = None) -> ModelCost:
     """Params, MACs, memory bound and checkpoint size of ``cfg``'s model; with ``steps``, its speeds measured here
     (``measure_speed``)."""
     from ablate.model import model_stats
@@ -79,7 +78,7 @@ def model_cost(cfg: DictConfig, num_classes: int, hidden_bytes: int, steps: int 
     return cost
 
 
-def measure_speed(model: "nn.Module", cfg: DictConfig, num_classes: int, steps: int) -> tuple[float, float]:
+def measure_speed(model: "nn.Module", cfg: RunSpec, num_classes: int, steps: int) -> tuple[float, float]:
     """Training and evaluation img/s of ``model`` (``cfg``'s) on its device, at its batch size (at most CPU_BATCH
     on the CPU): ``steps`` AdamW steps and forward passes on one random batch, each after one untimed (the model,
     optimiser and loss of ablate.run.train; no data loading)."""

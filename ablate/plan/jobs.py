@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from ablate.config import CONF_DIR
 from ablate.run.checkpoint import CHECKPOINT
-from ablate.run.record import read_record
+from ablate.record import read_record
 from ablate.sweep.jobs import SEED, SWEEP_KEYS, job_dirname, job_overrides, register_resolvers
 
 

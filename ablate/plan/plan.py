@@ -10,10 +10,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ablate.config import compose
-from ablate.config.model import model_args
+from ablate.config.spec import to_spec
 from ablate.plan.cost import EVAL_SPEEDUP, DataSize, ModelCost, data_size, model_cost
 from ablate.plan.jobs import PlannedJob, planned_jobs
-from ablate.run.record import atomic_write
+from ablate.specs import DataSpec, RunSpec
+from ablate.files import atomic_write
+from ablate.model.build import model_args
 from ablate.sweep.status import duration
 
 PLAN_JSON, PLAN_TXT = "plan.json", "plan.txt"
@@ -63,22 +65,22 @@ def launcher_slots(config: DictConfig) -> int:
     return int(launcher.get("n_jobs") or launcher.get("array_parallelism") or 1)
 
 
-def _model_key(cfg: DictConfig) -> str:
+def _model_key(cfg: RunSpec) -> str:
     """What decides a model's cost: its design and image size, the batch and how the step runs."""
     t = cfg.train
     return json.dumps([model_args(cfg), t.batch_size, t.device, t.amp, t.compile, t.channels_last, t.ema_decay],
-                      sort_keys=True)
+                      sort_keys=True, default=list)
 
 
-def _epochs(cfg: DictConfig) -> int:
+def _epochs(cfg: RunSpec) -> int:
     return cfg.train.epochs + cfg.train.cooldown_epochs
 
 
-def _data_key(cfg: DictConfig) -> str:
-    return json.dumps(dict(cfg.data), sort_keys=True, default=str)
+def _data_key(cfg: RunSpec) -> DataSpec:
+    return cfg.data
 
 
-def _job_seconds(job: PlannedJob, cfg: DictConfig, data: DataSize, cost: ModelCost
+def _job_seconds(job: PlannedJob, cfg: RunSpec, data: DataSize, cost: ModelCost
                  ) -> tuple[float | None, float | None]:
     """A run's projected seconds (training and evaluation, set-up left out: as the record's wall_s) and those
     left; None without a speed."""
@@ -90,11 +92,11 @@ def _job_seconds(job: PlannedJob, cfg: DictConfig, data: DataSize, cost: ModelCo
     return _epochs(cfg) * per_epoch, left * per_epoch
 
 
-def _price(plan: Plan, configs: dict[str, DictConfig], options: Options, hidden_bytes: int
-           ) -> tuple[dict[str, DataSize], dict[str, tuple[str, ModelCost]]]:
+def _price(plan: Plan, configs: dict[str, RunSpec], options: Options, hidden_bytes: int
+           ) -> tuple[dict[DataSpec, DataSize], dict[str, tuple[str, ModelCost]]]:
     """Each data set's size, and each distinct model's cost by model key, with the first row that has it; fills
     ``plan.models``."""
-    sizes: dict[str, DataSize] = {}
+    sizes: dict[DataSpec, DataSize] = {}
     costs: dict[str, tuple[str, ModelCost]] = {}
     for row, cfg in configs.items():
         if _data_key(cfg) not in sizes:
@@ -113,7 +115,7 @@ def _price(plan: Plan, configs: dict[str, DictConfig], options: Options, hidden_
     return sizes, costs
 
 
-def _find_same_function(plan: Plan, configs: dict[str, DictConfig]) -> None:
+def _find_same_function(plan: Plan, configs: dict[str, RunSpec]) -> None:
     """``plan.equivalences`` and its warning: the distinct models of each image size, checked by computation."""
     from ablate.model.equivalence import same_function, warning_line
     lines = []
@@ -133,10 +135,10 @@ def _find_same_function(plan: Plan, configs: dict[str, DictConfig]) -> None:
 def make_plan(config: DictConfig, command: str, options: Options) -> Plan:
     """The plan of the sweep ``config`` (ablate.plan.jobs.sweep_config)."""
     jobs = planned_jobs(config)
-    configs: dict[str, DictConfig] = {}
+    configs: dict[str, RunSpec] = {}
     for job in jobs:  # seeds share a row's model: one config per row
         if job.row not in configs:
-            configs[job.row] = compose(job.overrides)
+            configs[job.row] = to_spec(compose(job.overrides), job.overrides)
     device = device_bytes = None
     hidden_bytes = 4
     if options.measure:

@@ -22,6 +22,8 @@ import pandas as pd
 
 from ablate.reference import table5
 from ablate.report import paper
+from ablate.report.branches import COLUMN as BRANCH_COLUMN, load_branches, mixer_at_init
+from ablate.report.branches import reading as branch_reading
 from ablate.report.effects import add_effects, paper_agreement
 from ablate.errors import ReportError, RunDirError
 from ablate.report.latex import latex_table
@@ -29,7 +31,7 @@ from ablate.report.outdir import staged
 from ablate.report.plan import load_plans, marked, plan_section, same_function_note, ties_by_construction
 from ablate.report.plots import write_plots
 from ablate.report.stats import exact_percent
-from ablate.run.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
+from ablate.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
 from ablate.report.tables import DELTA_SEEDS, agreement_section, baseline_spread, cells, distinct, header, \
     markdown_table, reading
 
@@ -208,18 +210,20 @@ def write_report(runs: pd.DataFrame, out: Path) -> Path:
     with staged(Path(out)) as folder:
         table[CSV_COLUMNS].round(4).to_csv(folder / "table.csv", index=False)
         (folder / "agreement.json").write_text(json.dumps(agreement.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        branches = load_branches(runs)
         text = cells(table)
+        if not branches.empty:  # runs older than branches.csv: no column of dashes
+            text[BRANCH_COLUMN] = mixer_at_init(table, branches)
         (folder / "table.tex").write_text(latex_table(text[TEX_COLUMNS], table.group), encoding="utf-8")
-        plots = write_plots(table, load_history(runs), folder)
+        plots = write_plots(table, load_history(runs), branches, folder)
         images = "\n".join(f"![{title}]({path.name})" for title, path in plots.items())
         ema = "**Accuracies are the EMA model's (train.ema_decay).**\n\n" if runs.metric.eq("ema").any() else ""
         plans = load_plans(runs.assign(label=table.label.loc[runs.entry].to_numpy()))
-        sections = [markdown_table(marked(text, plans)), same_function_note(plans),
-                    "\n".join(filter(None, [agreement_section(agreement), ties_by_construction(plans, table)])),
-                    plan_section(plans, runs), images]
-        (folder / "table.md").write_text(f"{header(runs, mixed, duplicates)}\n\n{ema}{reading(table)}\n\n"
-                                         f"{baseline_spread(table)}\n\n" + "\n\n".join(filter(None, sections))
-                                         + "\n", encoding="utf-8")
+        agreement_text = "\n".join(filter(None, [agreement_section(agreement), ties_by_construction(plans, table)]))
+        sections = [header(runs, mixed, duplicates), ema + reading(table), baseline_spread(table),
+                    markdown_table(marked(text, plans)), same_function_note(plans), branch_reading(branches),
+                    agreement_text, plan_section(plans, runs), images]
+        (folder / "table.md").write_text("\n\n".join(filter(None, sections)) + "\n", encoding="utf-8")
     return Path(out) / "table.md"
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from ablate.report.paper import IMAGENET
 from ablate.report.stats import (ALPHA, NO_INTERVAL, Agreement, ImageComparison, Interval, compare_images,
                                  exact_mean, exact_percent, holm, paired_t, rank_agreement)
-from ablate.run.record import read_val_correct
+from ablate.record import read_val_correct
 
 EFFECT_COLUMNS = ["delta", "delta_lo", "delta_hi", "n_pairs", "delta_p", "delta_why", "image_seed", "image_delta",
                   "image_lo", "image_hi", "n_images", "image_lost", "image_won", "image_p", "image_why",

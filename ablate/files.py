@@ -1,4 +1,6 @@
-"""Who holds a run directory, and what it holds: the lock, and the check that it holds this config's run.
+"""File and lock helpers for run directories and reports: atomic writes, fresh names, and a folder's lock.
+
+Writes are atomic (temp file + rename), so an interrupted run never leaves a half-written file.
 
 The lock is a filelock ``SoftFileLease``: a marker file (``.lock``) created exclusively and refreshed by a
 heartbeat thread, which works on local disks and on the shared file systems of SLURM clusters, where
@@ -9,21 +11,21 @@ was long ago. A wait says whom it waits for and for how long.
 """
 import logging
 import os
+import secrets
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from filelock import SoftFileLease, Timeout
 
 from ablate.errors import RunDirError, WriteError
-from ablate.run.record import probe_folder, remove_stray_temp_files
 
 log = logging.getLogger(__name__)
 LOCK = ".lock"
 LEASE_S = 60.0  # every process that may share a directory must agree on it
+TEMP_PATTERN = ".*.tmp"  # atomic_write's temp files
 
 
 def _marker(lock_path: Path) -> dict[str, str]:
@@ -117,35 +119,70 @@ def _heartbeat_age(path: Path, fs_offset_s: float) -> float | None:
         return None
 
 
-@contextmanager
-def claimed(run_dir: Path) -> Iterator[None]:
-    """The run directory locked for this process, cleared of the temp files of writes killed half-way."""
-    with locked(run_dir):
-        for path in remove_stray_temp_files(run_dir):
-            log.info("removed %s, left by a write that was killed half-way", path)
-        yield
+def fresh_path(parent: Path, prefix: str, suffix: str, create: Callable[[Path], None]) -> Path:
+    """``parent/<prefix><random><suffix>``, made by ``create``, which must fail with FileExistsError on a taken name.
+
+    Unlike tempfile's mkstemp and mkdtemp, which make files 600 and folders 700, what ``create`` makes follows the
+    user's umask: on a shared cluster a labmate can read the runs and reports.
+    """
+    while True:
+        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            create(path)
+            return path
+        except FileExistsError:
+            continue
 
 
-def check_same_run(stored: Mapping[str, Any] | None, current: Mapping[str, Any], where: Path) -> None:
-    """RunDirError, naming the keys that differ, unless ``stored`` (a result config) is ``current``."""
-    if stored == current:
-        return
-    if not stored:
-        raise RunDirError(f"{where} was written by an older ablate, without the config it ran; to start fresh, "
-                          f"move it aside or choose another directory (hydra.run.dir=... or the sweep's overrides)")
-    diff = diff_configs(stored, current)
-    shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
-    raise RunDirError(f"{where} holds a run of another config ({shown}); it is left as it is: to start fresh, "
-                      f"move it aside or choose another directory (hydra.run.dir=...)")
+def _create_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
 
 
-def diff_configs(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """``key: old → new`` for every leaf that differs, dotted keys in sorted order."""
-    lines = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            lines += diff_configs(a, b, f"{prefix}{key}.")
-        elif a != b:
-            lines.append(f"{prefix}{key}: {a} → {b}")
-    return lines
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` on a temp file beside ``path`` (TEMP_PATTERN), then rename it over ``path``.
+
+    An OSError (a full disk, a read-only folder) becomes a WriteError naming ``path`` in one line.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = str(fresh_path(path.parent, f".{path.name}.", ".tmp", _create_file))
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        reason = (e.strerror or str(e)).lower()
+        raise WriteError(e.errno, f"{reason} while writing {path}") from e
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def probe_folder(folder: Path) -> float:
+    """Touch ``folder``, which needs the right to write in it; return the file system's clock minus this host's.
+
+    OSError when ``folder`` cannot be written (permissions, a read-only mount). A touch, not a probe file, which a
+    kill could leave behind.
+    """
+    os.utime(folder)
+    return os.stat(folder).st_mtime - time.time()
+
+
+def ensure_writable(folder: Path) -> None:
+    """WriteError, in one line, unless ``folder`` (or, where it does not exist yet, the folder it would be made in)
+    takes new files: tried, because permissions alone say nothing of a read-only mount."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        probe_folder(existing)
+    except OSError as e:
+        raise WriteError(e.errno, f"cannot write to {existing}: {(e.strerror or str(e)).lower()}") from e
+
+
+def remove_stray_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files that an atomic write killed half-way left in ``folder``; return them."""
+    stray = sorted(Path(folder).glob(TEMP_PATTERN))
+    for path in stray:
+        path.unlink(missing_ok=True)
+    return stray
