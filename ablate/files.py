@@ -7,8 +7,9 @@ heartbeat thread, which works on local disks and on the shared file systems of S
 ``flock`` is unreliable. Its marker names the holder's pid and host. Stale locks: one whose holder's pid is
 dead on this host is taken at once; one from another host is taken once its heartbeat has stopped for
 ``LEASE_S`` seconds (e.g. a requeued SLURM job whose first run was killed on another node), at once when that
-was long ago. A wait says whom it waits for and for how long.
+was long ago. A wait says whom it waits for and for how long. Only filelock's public API is used.
 """
+import contextlib
 import logging
 import os
 import secrets
@@ -36,18 +37,40 @@ def _marker(lock_path: Path) -> dict[str, str]:
         return {}
 
 
-class _Lease(SoftFileLease):
-    """filelock's lease, which also takes a marker at once when its last heartbeat is older than the lease.
+def _remove_if_left(path: Path, fs_offset_s: float) -> None:
+    """Remove the marker at ``path`` when its last heartbeat is a whole lease old, before filelock looks at it.
 
     filelock counts a marker's age from when this process first saw it, so a marker left minutes ago would be
     waited on for a whole lease; its mtime, which the heartbeat touches, says how long it has really been left.
     ``fs_offset_s`` turns this host's clock into the file system's, so the hosts' clocks need not agree.
     """
+    try:
+        seen = path.stat()
+    except OSError:
+        return
+    if _age(seen.st_mtime, fs_offset_s) >= LEASE_S:
+        _remove_marker(path, seen)
 
-    fs_offset_s = 0.0
 
-    def _marker_unchanged_for(self, marker: os.stat_result) -> float:
-        return max(super()._marker_unchanged_for(marker), _age(marker.st_mtime, self.fs_offset_s))
+def _remove_marker(path: Path, seen: os.stat_result) -> None:
+    """Remove the marker ``seen`` from ``path``, and only that one.
+
+    Moved aside by a rename, which is atomic also on NFS, then checked: a marker that a holder made or refreshed
+    since ``seen`` goes back (a holder's heartbeat bears its marker's absence for that moment).
+    """
+    aside = path.with_name(f"{path.name}.left.{secrets.token_hex(8)}")
+    try:
+        os.rename(path, aside)
+    except OSError:  # gone already: another contender moved it, or its holder released it
+        return
+    moved = os.stat(aside)
+    if (moved.st_ino, moved.st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
+        # FileExistsError: a third process made a marker in that moment; filelock's heartbeat tells the holder moved
+        # aside that it lost the lock.
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+    with contextlib.suppress(OSError):
+        os.unlink(aside)
 
 
 def _holder_alive_here(holder: dict[str, str]) -> bool | None:
@@ -73,8 +96,8 @@ def locked(folder: Path, wait_s: float = 0.0, what: str = "run directory",
     path = lock_path or folder / LOCK
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = _Lease(path, lease_duration=LEASE_S)
-        lock.fs_offset_s = probe_folder(path.parent)
+        lock = SoftFileLease(path, lease_duration=LEASE_S)
+        fs_offset_s = probe_folder(path.parent)
     except OSError as e:
         raise _cannot_lock(folder, e) from e
     holder, alive = _marker(path), None
@@ -84,11 +107,12 @@ def locked(folder: Path, wait_s: float = 0.0, what: str = "run directory",
         if alive is None:
             wait_s = max(wait_s, 1.5 * LEASE_S)
     if holder and alive is not False and wait_s > 0:
-        heartbeat = _heartbeat_age(path, lock.fs_offset_s)
+        heartbeat = _heartbeat_age(path, fs_offset_s)
         if heartbeat is not None and heartbeat < LEASE_S:
             log.warning("%s: this %s is in use by pid %s on host %s (last heartbeat %.0f s ago); waiting up to %.0f s "
                         "for it (a lock whose heartbeat stops for %.0f s is taken)", folder, what,
                         holder.get("pid", "?"), holder.get("host", "?"), heartbeat, wait_s, LEASE_S)
+    _remove_if_left(path, fs_offset_s)
     try:
         lock.acquire(timeout=wait_s)
     except Timeout:

@@ -39,8 +39,9 @@ RUN_CONFIG = ".hydra"
 VAL_CORRECT = "val_correct.npz"
 BRANCHES = "branches.csv"  # per epoch and stage, what each block branch learned (ablate.run.branches)
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
-PACKAGE = Path(__file__).resolve().parents[1]  # git finds the checkout it lies in, if any
-PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
+PACKAGE = Path(__file__).resolve().parents[1]  # the code that runs: git describes it where it tracks it
+# ablate's own version too: where the code is no checkout (an installed copy), it says which code ran.
+PACKAGES = ("ablate", "torch", "timm", "hydra-core", "omegaconf")
 PROGRESS = {"progress": True}  # a field's metadata: what a run has achieved so far; a restart starts from it
 
 
@@ -101,7 +102,8 @@ class RunRecord:
     device: str | None = None
     world_size: int = 1
     versions: dict[str, str] = field(default_factory=dict)
-    git_commit: str | None = None
+    git_commit: str | None = None  # of the checkout the code ran from; None for an installed copy
+    git_dirty: bool | None = None  # the package's files differed from git_commit (edited, added or deleted)
     data_info: dict[str, Any] = field(default_factory=dict, metadata=PROGRESS)
     started_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
@@ -111,12 +113,14 @@ class RunRecord:
         """A new ``running`` record of ``spec``, trained on ``device`` by ``world_size`` processes."""
         t = spec.train
         config = spec.result_config(world_size)
+        commit, dirty = git_state()
         return cls(**asdict(spec.name), overrides=list(spec.overrides), free_overrides=list(spec.free_overrides),
                    sweep=sweep, seed=spec.seed, model=spec.model.name, data=spec.data.name, recipe=t.name,
                    img_size=spec.data.img_size, epochs=t.epochs + t.cooldown_epochs,
                    global_batch=t.global_batch_for(world_size), batch_size=t.batch_size,
                    accum_steps=t.accumulation_steps(world_size), fingerprint=fingerprint(config), config=config,
-                   device=device, world_size=world_size, versions=versions(), git_commit=git_commit())
+                   device=device, world_size=world_size, versions=versions(), git_commit=commit,
+                   git_dirty=dirty)
 
     def resume_from(self, previous: "RunRecord") -> None:
         """Carry ``previous``'s progress over, so that a restart that fails loses none of it."""
@@ -169,10 +173,29 @@ def versions() -> dict[str, str]:
     return found
 
 
-def git_commit() -> str | None:
+def git_state(package: Path = PACKAGE) -> tuple[str | None, bool | None]:
+    """The commit of the checkout that tracks ``package``, and whether the package's files differ from it.
+
+    (None, None) where git does not track the package's ``__init__.py``: an installed copy, also one that lies inside
+    another repository (a venv in a project's tree), whose commit would describe other code. ``versions`` then
+    holds the installed version.
+    """
+    if _git(package, "ls-files", "--error-unmatch", "--", "__init__.py") is None:
+        return None, None
+    commit = _git(package, "rev-parse", "HEAD")
+    changes = _git(package, "status", "--porcelain", "--", ".")  # "." is the package's folder (git -C)
+    if commit is None or changes is None:
+        return None, None
+    return commit, bool(changes)
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    """What ``git args`` run in ``folder`` prints, or None when it fails or there is no git."""
     try:
-        out = subprocess.run(["git", "-C", str(PACKAGE), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5)
+        # No optional locks: the jobs of a sweep start together, and git status would otherwise take the index's
+        # lock to refresh it, failing each other.
+        out = subprocess.run(["git", "--no-optional-locks", "-C", str(folder), *args], capture_output=True,
+                             text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

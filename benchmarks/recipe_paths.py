@@ -24,10 +24,10 @@ import numpy as np
 from PIL import Image
 
 from ablate import compose
+from ablate.config.spec import to_spec
 from ablate.data.fashion_mnist import load_split
 from ablate.data.store import write_store
 from ablate.run.train import run
-from ablate.config.spec import to_spec
 
 ROOT = Path("/usr/share/datasets/fashion-mnist")
 
@@ -49,7 +49,8 @@ def overrides(root: Path, loader: str, args: argparse.Namespace, seed: int) -> l
             f"data.img_size={args.img_size}", f"model={args.model}", "train=paper", f"train.epochs={args.epochs}",
             # One optimiser step per batch, as when the committed results were measured (train=paper's 1024-image
             # global batch would accumulate a few thousand images into two steps an epoch).
-            "train.warmup_epochs=1", "train.cooldown_epochs=0", f"train.batch_size={args.batch}", "train.global_batch=null",
+            "train.warmup_epochs=1", "train.cooldown_epochs=0", f"train.batch_size={args.batch}",
+            "train.global_batch=null",
             f"train.lr={args.lr}", f"train.num_workers={args.workers}", "train.device=cpu", f"seed={seed}"]
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from fake_images import write_jpeg_tree
+from PIL import Image
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One xdist worker per core already keeps every core busy: torch's intra-op threads (one per core in each

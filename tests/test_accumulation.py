@@ -13,8 +13,8 @@ from torch.utils.data import TensorDataset
 from ablate import ConfigError, compose
 from ablate.config.spec import to_spec
 from ablate.data import DataBundle
-from ablate.run.distributed import Dist
 from ablate.record import RunRecord
+from ablate.run.distributed import Dist
 from ablate.run.train import setup, train_one_epoch
 
 CPU = torch.device("cpu")

@@ -10,19 +10,18 @@ import random
 
 import numpy as np
 import pytest
+import timm.data.auto_augment
 import torch
+import torchvision.transforms.functional as tv
+from fake_images import photo
 from PIL import Image
 from timm.data.auto_augment import LEVEL_TO_ARG, NAME_TO_OP
 from timm.data.transforms import RandomResizedCropAndInterpolation
 
-import timm.data.auto_augment
-import torchvision.transforms.functional as tv
 from ablate import ConfigError, compose
-from ablate.data.augment import (GEOMETRIC, BatchRandAugment, TrainRecipe, crop_boxes, level_args,
-                                 resized_crops)
-from fake_images import photo
-from ablate.data.transforms import MEAN, RATIO, SCALE, STD, posterize
 from ablate.config.spec import to_spec
+from ablate.data.augment import GEOMETRIC, BatchRandAugment, TrainRecipe, crop_boxes, level_args, resized_crops
+from ablate.data.transforms import MEAN, RATIO, SCALE, STD, posterize
 
 PAPER = "rand-m9-mstd0.5-inc1"
 INTEGER_ARGS = ("Posterize", "Solarize")  # timm passes these as ints
@@ -64,7 +63,7 @@ def test_arguments_are_timms_level_functions(monkeypatch):
     magnitudes = torch.linspace(0, 10, 41, dtype=torch.float64)
     for negate in (False, True):
         # timm negates when random.random() > 0.5
-        monkeypatch.setattr(timm.data.auto_augment.random, "random", lambda: 1.0 if negate else 0.0)
+        monkeypatch.setattr(timm.data.auto_augment.random, "random", lambda negate=negate: 1.0 if negate else 0.0)
         for name in ra.names:
             ours = level_args(name, magnitudes, torch.full_like(magnitudes, negate, dtype=torch.bool),
                               ra.translate_const)

@@ -185,22 +185,24 @@ def test_gpu_requirements_hold_pyprojects_ranges_and_their_carried_versions():
     """benchmarks/gpu-requirements.txt, as gpu_setup.py reads it: each dependency of pyproject that the GPU check needs
     at pyproject's range or a narrower one, and each carried wheel's version (wheelhouse.sh) inside its range."""
     import tomllib
-
     from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name
 
-    wanted = gpu_setup.requirements()
+    wanted = {canonicalize_name(name): spec for name, spec in gpu_setup.requirements().items()}
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    left_out = {"torch", "torchvision", "pandas", "matplotlib", "wandb"}  # the node's own; the report; tracking
+    # The node's own; the report; tracking; the linter.
+    left_out = {"torch", "torchvision", "pandas", "matplotlib", "wandb", "ruff"}
     for line in project["dependencies"] + project["optional-dependencies"]["dev"]:
         req = Requirement(line)
-        if req.name not in left_out:
-            assert set(req.specifier) <= set(SpecifierSet(wanted[req.name])), req.name
+        name = canonicalize_name(req.name)
+        if name not in left_out:
+            assert set(req.specifier) <= set(SpecifierSet(wanted[name])), name
     versions = {re.match(r"[\w.-]+", line)[0]: line.split("# carried: ")[1].split()[0].rstrip(",")
                 for line in (BENCHMARKS / "gpu-requirements.txt").read_text().splitlines() if "# carried: " in line}
     assert "hydra-core" in versions and "scipy" not in versions  # what the node lacks; pure Python only
     for name, version in versions.items():
-        assert SpecifierSet(wanted[name]).contains(version), name
+        assert SpecifierSet(wanted[canonicalize_name(name)]).contains(version), name
 
 
 @pytest.mark.slow
@@ -209,8 +211,8 @@ def test_gpu_command_runs_every_part_on_the_cpu(tmp_path):
     cores: four interpreters, each importing torch, timm and Hydra), with this test's Python (--python). Without a
     wheelhouse, the set-up only checks that this Python meets benchmarks/gpu-requirements.txt."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "out"), "--cpu", "--python", sys.executable],
-                          env=env, capture_output=True, text=True, timeout=900)
+    command = ["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "out"), "--cpu", "--python", sys.executable]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["kernels.txt", "loader.txt", "setup.txt", "step.txt", "summary.txt", "tests.txt"]

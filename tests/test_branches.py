@@ -10,8 +10,8 @@ import torch
 from ablate import compose
 from ablate.model import MetaFormer
 from ablate.model.branches import COLUMNS, measure_branches
+from ablate.record import BRANCHES
 from ablate.run.branches import PROBE_IMAGES, BranchProbe
-from ablate.run.record import BRANCHES
 from ablate.run.train import run
 
 DEPTHS, DIMS = [1, 1, 2, 1], [8, 16, 24, 32]

@@ -15,26 +15,29 @@ from timm.data.auto_augment import AugmentOp
 
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed: pip install -e '.[dali]'")
 
+from fake_images import photo  # noqa: E402
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402
 
-from ablate import compose  # noqa: E402
-from ablate.data.dali.transforms import BINS_PER_LEVEL, FILL, RandAugment, timm_rand_augment  # noqa: E402
-from ablate.data import build_data  # noqa: E402
-from fake_images import photo  # noqa: E402
-from ablate.errors import UnreadableImageError  # noqa: E402
-from ablate.run.distributed import Dist  # noqa: E402
-from ablate.errors import ConfigError  # noqa: E402
-from ablate.data.loaders import build_loaders  # noqa: E402
 import ablate.run.train  # noqa: E402
-from ablate.run.checkpoint import CHECKPOINT  # noqa: E402
-from ablate.run.train import run  # noqa: E402
+from ablate import compose  # noqa: E402
 from ablate.config.spec import to_spec
+from ablate.data import build_data  # noqa: E402
+from ablate.data.dali.transforms import BINS_PER_LEVEL, FILL, RandAugment, timm_rand_augment  # noqa: E402
+from ablate.data.loaders import build_loaders  # noqa: E402
+from ablate.errors import (
+    ConfigError,  # noqa: E402
+    UnreadableImageError,  # noqa: E402
+)
+from ablate.run.checkpoint import CHECKPOINT  # noqa: E402
+from ablate.run.distributed import Dist  # noqa: E402
+from ablate.run.train import run  # noqa: E402
 
 CPU = torch.device("cpu")
+ONE_PROCESS = Dist()
 PAPER = "rand-m9-mstd0.5-inc1"
 
 
-def loaders(root, *overrides: str, world: Dist = Dist()):
+def loaders(root, *overrides: str, world: Dist = ONE_PROCESS):
     cfg = compose(["data=folder", f"data.root={root}", "data.loader=dali", "data.img_size=32", "train.batch_size=4",
                    "train.global_batch=null", *overrides])  # a few images: train=paper's 1024 would not fit
     data = build_data(to_spec(cfg))

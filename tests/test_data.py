@@ -8,21 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from omegaconf import OmegaConf
-
 from ablate import compose
 from ablate.config import CONF_DIR
+from ablate.config.spec import to_spec
 from ablate.data import build_data
 from ablate.data.fashion_mnist import FILES, read_idx
-from ablate.errors import UnreadableImageError
 from ablate.data.imagenet100 import class_list
 from ablate.data.imagenet100 import main as build_imagenet100
 from ablate.data.transforms import eval_transform, train_transform
-from ablate.errors import ConfigError
-from ablate.config.spec import to_spec
+from ablate.errors import ConfigError, UnreadableImageError
 
 CLASS_LIST = "imagenet100_wnids.txt"
 WNIDS = sorted(resources.files("ablate.reference").joinpath(CLASS_LIST).read_text().split())

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from ablate import ConfigError, compose
+from ablate.config.spec import to_spec
+from ablate.record import RunRecord, read_val_correct, write_record, write_val_correct
 from ablate.reference import table5
 from ablate.report.build import load_runs, main, summarize
-from ablate.record import RunRecord, read_val_correct, write_record, write_val_correct
 from ablate.run.train import run
-from ablate.config.spec import to_spec
 
 EMA = ["model=xs", "train.epochs=3", "train.ema_decay=0.9"]
 

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
+from test_report import write_run
 
+from ablate.record import BRANCHES
 from ablate.reference import table5
 from ablate.report.branches import COLUMN, load_branches, mixer_at_init, plot_branches
 from ablate.report.build import build_report, load_runs, summarize, with_entries
 from ablate.report.plots import DODGE_PT, plot_acc_vs_macs, plot_bars, plot_curves
-from ablate.run.record import BRANCHES
-from test_report import write_run
 
 # The xs model's MACs at 32 px (G): most rows share the baseline's, as in the committed digits report.
 DIGITS_MACS = {"random": 0.00449, "dwconv": 0.00438, "no_mlp": 0.0012, "pppa": 0.0046, "ppaa": 0.0054}
@@ -52,7 +52,8 @@ def fake_sweep(root: Path, rows: list[str], seeds: int, scale: str) -> pd.DataFr
         paper = table5.row(row)
         for seed in range(seeds):
             if scale == "digits":
-                top1, macs = DIGITS_TOP1.get(row, 98.0 + rng.choice([-1, 0, 1]) * 100 / 360), DIGITS_MACS.get(row, 0.00433)
+                top1 = DIGITS_TOP1.get(row, 98.0 + rng.choice([-1, 0, 1]) * 100 / 360)
+                macs = DIGITS_MACS.get(row, 0.00433)
             else:
                 top1, macs = paper.top1 + rng.normal(0, 0.2), paper.macs_g
             run_dir = root / f"{row}-{seed}"

@@ -16,13 +16,13 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from ablate import build_model, compose
-from ablate.model.build import min_train_bytes
-from ablate.data.loaders import TensorBatches
-from ablate.model.pooling import IMPLEMENTATIONS, box_pool
-from ablate.run.distributed import Dist
-from ablate.record import HISTORY
-from ablate.run.train import evaluate, run
 from ablate.config.spec import to_spec
+from ablate.data.loaders import TensorBatches
+from ablate.model.build import min_train_bytes
+from ablate.model.pooling import IMPLEMENTATIONS, box_pool
+from ablate.record import HISTORY
+from ablate.run.distributed import Dist
+from ablate.run.train import evaluate, run
 
 CUDA = torch.cuda.is_available()
 GPU = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs CUDA: no CUDA device is visible")]

@@ -8,12 +8,11 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-
 from omegaconf import OmegaConf
 
-from ablate.reference import table5
 from ablate.config import CONF_DIR, group_options
 from ablate.record import RunRecord, write_record
+from ablate.reference import table5
 from ablate.report.build import load_runs
 from ablate.sweep.jobs import job_overrides
 

@@ -7,10 +7,10 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 import ablate.config.checks
 import ablate.data.loaders
 from ablate import ConfigError, compose
-from ablate.data import build_data
-from ablate.data.transforms import erase_batch
-from ablate.data.loaders import TensorBatches, pick_loader
 from ablate.config.spec import to_spec
+from ablate.data import build_data
+from ablate.data.loaders import TensorBatches, pick_loader
+from ablate.data.transforms import erase_batch
 
 
 def test_tensor_batches_equal_a_dataloaders():
@@ -42,7 +42,7 @@ def test_auto_takes_dali_only_for_image_folders_on_cuda(image_tree, monkeypatch)
     folders, cuda, cpu = build_data(to_spec(cfg)), torch.device("cuda", 0), torch.device("cpu")
     assert cfg.data.loader == "auto" and pick_loader(to_spec(cfg), folders, cpu) == "torch"
     for installed, picked in ((True, "dali"), (False, "torch")):
-        monkeypatch.setattr(ablate.data.loaders, "dali_installed", lambda: installed)
+        monkeypatch.setattr(ablate.data.loaders, "dali_installed", lambda installed=installed: installed)
         assert pick_loader(to_spec(cfg), folders, cuda) == picked
     digits = compose()
     assert pick_loader(to_spec(digits), build_data(to_spec(digits)), cuda) == "tensors"

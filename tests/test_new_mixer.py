@@ -8,11 +8,11 @@ from torch import nn
 import ablate.config.checks
 from ablate import build_model, compose, model_stats
 from ablate.config.design import name_run
+from ablate.config.spec import to_spec
 from ablate.model import MIXERS
 from ablate.model.mixers import TokenMixer
 from ablate.report.build import build_report
 from ablate.run.train import run
-from ablate.config.spec import to_spec
 
 
 class Shift(nn.Module, TokenMixer):

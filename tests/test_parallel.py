@@ -44,7 +44,7 @@ def test_workers_take_free_slots_and_a_dead_workers_slot_is_taken_again(tmp_path
         return worker, release
 
     try:
-        first, second = start("4,6"), start("4,6")
+        first, _ = start("4,6"), start("4,6")
         claims = sorted(got.get(timeout=20)[1:] for _ in range(2))
         assert claims == [(0, "4", "4", True), (1, "6", "6", True)]  # the slot-th GPU of those given
         third, _ = start(None)

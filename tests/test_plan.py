@@ -14,9 +14,9 @@ from ablate.model.build import model_args
 from ablate.model.equivalence import same_function, warning_line
 from ablate.model.pooling import box_pool
 from ablate.plan.plan import parallel_wall
+from ablate.record import RunRecord, write_record
 from ablate.reference import table5
 from ablate.report.build import build_report
-from ablate.record import RunRecord, write_record
 
 XS = {"depths": [1, 1, 3, 1], "dims": [32, 64, 128, 256]}
 

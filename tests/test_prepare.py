@@ -3,14 +3,14 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from fake_images import photo
 from PIL import Image
 
 from ablate import compose
+from ablate.config.spec import to_spec
 from ablate.data import build_data
-from fake_images import photo
 from ablate.data.imagenet100 import link_class
 from ablate.data.prepare import main as prepare
-from ablate.config.spec import to_spec
 
 
 def digest(root: Path) -> dict[str, str]:

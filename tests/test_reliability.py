@@ -16,12 +16,12 @@ import torch
 
 import ablate.run.train
 from ablate import compose
-from ablate.errors import CheckpointError, ConfigError, RunDirError
-from ablate.record import read_record, read_val_correct
-from ablate.files import locked
-from ablate.sweep.jobs import job_dirname, sweep_dirname
-from ablate.run.train import run
 from ablate.config.spec import to_spec
+from ablate.errors import CheckpointError, ConfigError, RunDirError
+from ablate.files import locked
+from ablate.record import read_record, read_val_correct
+from ablate.run.train import run
+from ablate.sweep.jobs import job_dirname, sweep_dirname
 
 TINY = ["model=xs", "train.epochs=2"]
 
@@ -314,8 +314,8 @@ class DevFull:
 def test_a_full_disk_is_recorded_even_when_not_one_byte_is_left(tmp_path, small_disk, monkeypatch):
     """A real small file system where mounting is allowed, else ENOSPC from every writer; either way the disk is
     full to the last byte when the run next writes, and the record still says why it failed."""
-    import ablate.run.checkpoint
     import ablate.record
+    import ablate.run.checkpoint
     run_dir = (small_disk or tmp_path) / "run"
     injected = DevFull(run_dir)
     evaluate = ablate.run.train.evaluate
@@ -344,8 +344,8 @@ def test_a_full_disk_is_recorded_even_when_not_one_byte_is_left(tmp_path, small_
 def test_every_writer_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, layer):
     import numpy as np
 
-    import ablate.run.checkpoint
     import ablate.record
+    import ablate.run.checkpoint
     from ablate.errors import WriteError
     from ablate.record import RunRecord, write_error, write_history, write_record, write_val_correct
     injected = DevFull(tmp_path)
@@ -369,8 +369,8 @@ def test_every_writer_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, lay
 
 
 def test_files_follow_the_umask(tmp_path):
-    from ablate.report.outdir import staged
     from ablate.record import RunRecord, write_record
+    from ablate.report.outdir import staged
     previous = os.umask(0o022)
     try:
         write_record(tmp_path / "run", RunRecord("g", "v"))
@@ -663,6 +663,20 @@ def test_a_marker_whose_heartbeat_stopped_long_ago_is_taken_at_once(tmp_path):
         holder.wait()
 
 
+def test_a_marker_refreshed_after_it_was_judged_left_is_put_back(tmp_path):
+    from ablate.run.rundir import _remove_marker
+    marker = tmp_path / ".lock"
+    marker.write_text("pid=1\n")
+    old = time.time() - 600
+    os.utime(marker, (old, old))
+    seen = marker.stat()
+    os.utime(marker)  # the holder's heartbeat, between the look and the removal
+    _remove_marker(marker, seen)
+    assert marker.read_text() == "pid=1\n" and list(tmp_path.iterdir()) == [marker]
+    _remove_marker(marker, marker.stat())  # unchanged since the look: removed
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_bad_checkpoint_is_called_untrusted_or_corrupt_never_to_be_loaded_unsafely(tmp_path):
     from ablate.run.checkpoint import load_checkpoint
 
@@ -694,9 +708,15 @@ class UncompletedJobError(RuntimeError):
     """As submitit names it, for a job that the cluster preempted and requeued."""
 
 
+class RequeuedLauncher:
+    """submitit's launcher, when the cluster preempted and requeued a job."""
+
+    def launch(self, job_overrides, initial_job_idx):
+        raise UncompletedJobError("Job 4242 (task: 0) with path ... has not produced any output (state: PENDING)")
+
+
 @pytest.mark.slow
 def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_path, monkeypatch, capsys):
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from omegaconf import OmegaConf
 
     from hydra_plugins.ablate_sweeper import AblateSweeper
@@ -704,14 +724,13 @@ def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_pat
     write_record_of(sweep_dir / "baseline" / "seed=0")
     write_record_of(sweep_dir / "baseline" / "seed=1", status="interrupted", top1=None, seed=1)
 
-    def requeued(self, arguments):
-        raise UncompletedJobError("Job 4242 (task: 0) with path ... has not produced any output (state: PENDING)")
-    monkeypatch.setattr(BasicSweeper, "sweep", requeued)
     sweeper = AblateSweeper(max_batch_size=None)
     sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}},
                                        "wandb": {"enabled": False, "mode": "offline"}})
+    sweeper.launcher = RequeuedLauncher()
+    monkeypatch.setattr(sweeper, "validate_batch_is_legal", lambda batch: None)  # no Hydra context here
     with pytest.raises(SystemExit) as ended:
-        sweeper.sweep([])
+        sweeper.sweep(["seed=0,1"])
     assert ended.value.code == 143
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("interrupted (SIGTERM, or jobs the cluster requeued)")

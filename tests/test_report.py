@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ablate.reference import table5
-from ablate.report.plots import plot_acc_vs_macs, plot_bars
 from ablate.record import RunRecord, read_record, write_record, write_val_correct
+from ablate.reference import table5
 from ablate.report.build import build_report, load_runs, main, summarize
 from ablate.report.effects import paper_agreement
+from ablate.report.plots import plot_acc_vs_macs, plot_bars
 from ablate.report.tables import DELTA_SEEDS, cells
 from ablate.specs import WandbSpec
 from ablate.sweep.callback import log_report_to_wandb

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from test_layout import HEAVY, imported_after
 
 from ablate.record import RunRecord, write_record
 from ablate.sweep.status import collect, job_line, summary, table
-from test_layout import HEAVY, imported_after
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 JOB_LIST = """\

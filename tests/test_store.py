@@ -15,13 +15,13 @@ from torch.utils.data import DistributedSampler
 import ablate.data.augment
 import ablate.data.store
 from ablate import ConfigError, compose
+from ablate.config.spec import to_spec
 from ablate.data import build_data
 from ablate.data.augment import TrainRecipe, to_normalised
 from ablate.data.loaders import TensorBatches, build_loaders, pick_loader
 from ablate.data.prepare import main as prepare_main
 from ablate.data.store import MANIFEST, PixelSplit, checksum, train_pixels, write_store
 from ablate.run.train import run
-from ablate.config.spec import to_spec
 
 CPU = torch.device("cpu")
 

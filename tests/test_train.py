@@ -12,9 +12,9 @@ import pytest
 
 from ablate import compose
 from ablate.config.design import free_overrides, name_run
+from ablate.config.spec import to_spec
 from ablate.record import RunRecord, read_val_correct
 from ablate.run.train import run
-from ablate.config.spec import to_spec
 
 # The record keys users and scripts rely on (docs/report.md, "A run's record").
 RECORD_KEYS = {"status", "top1", "top5", "best_top1", "params_m", "macs_g", "img_per_s", "peak_mem_mb", "wall_s",
@@ -93,7 +93,7 @@ def test_completed_run_is_skipped(tmp_path, caplog):
 @pytest.mark.slow
 def test_seed_decides_the_run(tmp_path):
     a = run(to_spec(compose(FAST)), tmp_path / "a")
-    b = run(to_spec(compose(FAST)), tmp_path / "b")
+    run(to_spec(compose(FAST)), tmp_path / "b")
     c = run(to_spec(compose(FAST + ["seed=1"])), tmp_path / "c")
     assert _comparable(history(tmp_path / "a")) == _comparable(history(tmp_path / "b"))
     assert a.train_loss != c.train_loss

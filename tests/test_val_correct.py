@@ -6,10 +6,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ablate import compose
-from ablate.run.distributed import Dist, gather_strided
-from ablate.record import read_val_correct, write_val_correct
-from ablate.run.train import run
 from ablate.config.spec import to_spec
+from ablate.record import read_val_correct, write_val_correct
+from ablate.run.distributed import Dist, gather_strided
+from ablate.run.train import run
 
 
 @pytest.mark.parametrize("n", [0, 1, 8, 1003])

@@ -12,9 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ablate.reference import table5
 from ablate.config.checks import compose, stage_mixer_names
 from ablate.model import MIXERS
+from ablate.reference import table5
 from ablate.specs import RunName
 
 # Each config key that is part of the design, and its value for a config given its stages' mixers (None: the key

@@ -2,8 +2,7 @@
 from omegaconf import DictConfig
 
 from ablate.config.spec import to_spec
-from ablate.model import MetaFormer
-from ablate.model import build
+from ablate.model import MetaFormer, build
 from ablate.specs import RunSpec
 
 

@@ -3,9 +3,9 @@ and each counts its own training images for the checks before a run (``TRAIN_IMA
 from __future__ import annotations
 
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch loads with the data sets, not with the package: the config checks list files without it

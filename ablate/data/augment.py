@@ -3,7 +3,8 @@ and CUDA, so CI runs the code a GPU runs.
 
 Per batch, in timm's order: the random-resized crop and horizontal flip, each image's box resized by the
 antialiased bilinear filter PIL uses (``resized_crops``); timm's RandAugment (``BatchRandAugment``: timm's string
-parsed by timm, its operations, n per image drawn with replacement, each applied with its probability and a magnitude drawn per operation);
+parsed by timm, its operations, n per image drawn with replacement, each applied with its probability and a magnitude
+drawn per operation);
 normalisation; random erasing (``erase_batch``). Mixup/cutmix stay in the training loop, which already applies timm's
 ``Mixup`` to the batch on the device. Values stay integers in 0-255 between operations, as PIL's uint8 images do.
 A GPU takes a batch in one pass; the CPU works through it in chunks of ``CPU_CHUNK`` images, and there worker

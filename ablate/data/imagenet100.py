@@ -16,7 +16,6 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-
 from ablate.data import DATASETS, TRAIN_IMAGES, DataBundle
 from ablate.data.folder import image_folder_bundle, is_store, root_dir, tree_train_images
 from ablate.data.listing import SPLITS, class_folders, preview, scan, split_dir

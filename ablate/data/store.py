@@ -160,7 +160,8 @@ def write_store(src: Path, out: Path, short_side: int = 256, long_side: int | No
     have = sum((out / f"{split}.u8").stat().st_blocks * 512 for split in SPLITS if (out / f"{split}.u8").exists())
     free = shutil.disk_usage(out).free
     if free < layout.total - have:
-        raise ConfigError(f"--out {out}: the store needs {gib(layout.total - have)} more, the disk has {gib(free)} free")
+        raise ConfigError(f"--out {out}: the store needs {gib(layout.total - have)} more, "
+                          f"the disk has {gib(free)} free")
     progress.write_text(json.dumps(settings))
     metas = {}
     for split in SPLITS:

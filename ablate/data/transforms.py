@@ -67,7 +67,8 @@ def eval_transform(cfg: RunSpec) -> Callable:
 
 def eval_pil(img_size: int, crop_pct: float) -> Callable:
     """The eval transform's PIL part (resize and centre crop, bicubic): what a pixel store keeps of val images."""
-    resize, crop, *_ = create_transform(img_size, is_training=False, crop_pct=crop_pct, interpolation="bicubic").transforms
+    eval_transform = create_transform(img_size, is_training=False, crop_pct=crop_pct, interpolation="bicubic")
+    resize, crop, *_ = eval_transform.transforms
     return Compose([resize, crop])
 
 
@@ -92,6 +93,6 @@ def erase_batch(x: torch.Tensor, prob: float, tries: int = 10, generator: torch.
     top = (torch.rand(n, generator=g) * (h - eh + 1)).floor()
     left = (torch.rand(n, generator=g) * (w - ew + 1)).floor()
     boxes = torch.stack([torch.arange(n), top, left, eh, ew], 1)[erase].int().tolist()
-    for i, t, l, rh, rw in boxes:
-        x[i, :, t:t + rh, l:l + rw] = torch.randn(c, rh, rw, device=x.device, dtype=x.dtype, generator=noise)
+    for i, t, left, rh, rw in boxes:
+        x[i, :, t:t + rh, left:left + rw] = torch.randn(c, rh, rw, device=x.device, dtype=x.dtype, generator=noise)
     return x

@@ -9,8 +9,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ablate.config import CONF_DIR
-from ablate.run.checkpoint import CHECKPOINT
 from ablate.record import read_record
+from ablate.run.checkpoint import CHECKPOINT
 from ablate.sweep.jobs import SEED, SWEEP_KEYS, job_dirname, job_overrides, register_resolvers
 
 

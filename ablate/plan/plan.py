@@ -11,11 +11,11 @@ from omegaconf import DictConfig
 
 from ablate.config import compose
 from ablate.config.spec import to_spec
+from ablate.files import atomic_write
+from ablate.model.build import model_args
 from ablate.plan.cost import EVAL_SPEEDUP, DataSize, ModelCost, data_size, model_cost
 from ablate.plan.jobs import PlannedJob, planned_jobs
 from ablate.specs import DataSpec, RunSpec
-from ablate.files import atomic_write
-from ablate.model.build import model_args
 from ablate.sweep.status import duration
 
 PLAN_JSON, PLAN_TXT = "plan.json", "plan.txt"

@@ -12,8 +12,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
+from ablate.record import BRANCHES
 from ablate.report import paper
-from ablate.run.record import BRANCHES
 
 AT_INIT = 10  # a LayerScale below this multiple of its initial mean |γ| has stayed at its initial scale
 COLUMN = "Mixer LayerScale at init"

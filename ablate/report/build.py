@@ -20,20 +20,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ablate.errors import ReportError, RunDirError
+from ablate.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
 from ablate.reference import table5
 from ablate.report import paper
-from ablate.report.branches import COLUMN as BRANCH_COLUMN, load_branches, mixer_at_init
+from ablate.report.branches import COLUMN as BRANCH_COLUMN
+from ablate.report.branches import load_branches, mixer_at_init
 from ablate.report.branches import reading as branch_reading
 from ablate.report.effects import add_effects, paper_agreement
-from ablate.errors import ReportError, RunDirError
 from ablate.report.latex import latex_table
 from ablate.report.outdir import staged
 from ablate.report.plan import load_plans, marked, plan_section, same_function_note, ties_by_construction
 from ablate.report.plots import write_plots
 from ablate.report.stats import exact_percent
-from ablate.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
-from ablate.report.tables import DELTA_SEEDS, agreement_section, baseline_spread, cells, distinct, header, \
-    markdown_table, reading
+from ablate.report.tables import (
+    DELTA_SEEDS,
+    agreement_section,
+    baseline_spread,
+    cells,
+    distinct,
+    header,
+    markdown_table,
+    reading,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +122,7 @@ def unique_seeds(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     each seed that ran in several directories, naming them."""
     ranked = runs.assign(_rank=runs.status.ne("completed")).sort_values(["_rank", "run_dir"], kind="stable")
     warnings = []
-    for (group, variant, extra, seed), dup in ranked.groupby([*KEYS, "seed"], sort=False):
+    for (_group, variant, extra, seed), dup in ranked.groupby([*KEYS, "seed"], sort=False):
         if len(dup) > 1:
             label = variant + (f" [{extra}]" if extra else "")
             warnings.append(f"seed {seed} of {label} ran in {len(dup)} directories ({', '.join(map(str, dup.run_dir))}"

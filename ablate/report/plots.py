@@ -254,8 +254,8 @@ def plot_acc_vs_macs(table: pd.DataFrame) -> Figure:
 
     Points are numbered and the legend names them under their group. Many variants share their MACs: points that
     would overlap are set side by side (a beeswarm), neighbours numbered above and below in turn, all inside the
-    axes, and ticks along the bottom mark their MACs. MACs go on a log axis when they span a decade or more, in G, M or K as
-    their size asks."""
+    axes, and ticks along the bottom mark their MACs. MACs go on a log axis when they span a decade or more, in G, M
+    or K as their size asks."""
     fig = Figure(figsize=(10, 5.5), layout="constrained")
     ax = fig.subplots()
     done = table.dropna(subset=["top1_mean", "macs_g"])

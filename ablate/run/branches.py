@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ablate.model.branches import measure_branches
-from ablate.run.record import BRANCHES, write_rows
+from ablate.record import BRANCHES, write_rows
 
 PROBE_IMAGES = 64  # enough images for a stable mean norm; one forward pass, far below an epoch's cost
 

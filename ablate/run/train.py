@@ -33,18 +33,35 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ablate.run.branches import BranchProbe
-from ablate.run.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from ablate.data import build_data
-from ablate.run.distributed import Dist, all_reduce_sum, broadcast, device_memory, gather_strided, init_distributed, \
-    pick_device
-from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
 from ablate.data.loaders import Batches, build_loaders, epoch_seed
+from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
 from ablate.model import fast_norms, model_stats
 from ablate.model.build import build_model, min_train_bytes
-from ablate.record import (RunRecord, now, read_record, release_space, reserve_space, write_error, write_history,
-                           write_record, write_run_config, write_val_correct)
+from ablate.record import (
+    RunRecord,
+    now,
+    read_record,
+    release_space,
+    reserve_space,
+    write_error,
+    write_history,
+    write_record,
+    write_run_config,
+    write_val_correct,
+)
+from ablate.run.branches import BranchProbe
+from ablate.run.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from ablate.run.claim import check_same_run, claimed
+from ablate.run.distributed import (
+    Dist,
+    all_reduce_sum,
+    broadcast,
+    device_memory,
+    gather_strided,
+    init_distributed,
+    pick_device,
+)
 from ablate.run.tracking import Tracker
 from ablate.specs import RunSpec
 

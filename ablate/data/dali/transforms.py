@@ -29,8 +29,7 @@ from nvidia.dali.auto_aug.core import augmentation, select
 from nvidia.dali.data_node import DataNode
 from timm.data.auto_augment import AugmentOp
 
-from ablate.data.transforms import (HFLIP, MEAN, RATIO, SCALE, STD, eval_resize, timm_rand_augment,
-                                    train_interpolation)
+from ablate.data.transforms import HFLIP, MEAN, RATIO, SCALE, STD, eval_resize, timm_rand_augment, train_interpolation
 from ablate.errors import ConfigError
 from ablate.specs import RunSpec
 
