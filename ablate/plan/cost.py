@@ -1,6 +1,7 @@
 """What one distinct model of a sweep costs: params, MACs, the memory a training step needs at least, the disk a
 run leaves, and its training and evaluation speed, measured here in a few steps or read from a results file."""
 import re
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,15 +106,16 @@ def measure_speed(model: "nn.Module", cfg: RunSpec, num_classes: int, steps: int
         optimizer.step()
 
     def timed(fn, n: int) -> float:
+        """Images per second of the median of ``n`` timed calls: a burst of other work slows one, not the median."""
         fn()  # warm-up: allocations, cuDNN's choice
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        tic = time.perf_counter()
+        times = []
         for _ in range(n):
+            tic = time.perf_counter()
             fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return n * batch / (time.perf_counter() - tic)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - tic)
+        return batch / statistics.median(times)
 
     model.train()
     train = timed(step, steps)
