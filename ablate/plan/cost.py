@@ -89,7 +89,7 @@ def measure_speed(model: "nn.Module", cfg: RunSpec, num_classes: int, steps: int
 
     from ablate.run.distributed import pick_device
     t, device = cfg.train, pick_device(cfg.train.device)
-    # On the CPU an image costs about the same in any batch of a few or more, so a small one measures it sooner.
+    # A small batch keeps the plan short on the CPU; it may cost more per image, so the projection errs long.
     batch = min(t.batch_size, CPU_BATCH) if device.type == "cpu" else t.batch_size
     model = model.to(device)
     optimizer = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=t.weight_decay, fused=t.fused_optimizer)
