@@ -153,6 +153,7 @@ MAY_IMPORT = {
     "__main__": {"cli"},
     "cli": {"config", "run", "sweep"} | SHARED,
     "status": {"sweep"} | SHARED,
+    "plan": {"config", "data", "model", "run", "sweep"} | SHARED,  # Hydra finds its callback by name, in conf/
     "sweep": {"config", "run", "report"} | SHARED,
     "config": {"data", "model"} | SHARED,
     "run": {"data", "model"} | SHARED,

@@ -48,7 +48,6 @@ class SweepCallback(Callback):
             # SystemExit, because Hydra turns a callback's exceptions into warnings and carries on.
             raise SystemExit(f"error: {e}") from e
         log.info("checked the configs of %d jobs", len(jobs))
-        write_start_plan(config)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.mode == RunMode.MULTIRUN:
@@ -60,22 +59,6 @@ class SweepCallback(Callback):
         if problems:
             # Every job ran; the exit code tells scripts what the report shows.
             raise SystemExit(f"error: {'; '.join(problems)}; error.txt in a failed run's directory says why")
-
-
-def write_start_plan(config: DictConfig) -> None:
-    """plan.json and plan.txt in the sweep's folder (ablate.plan), and its same-function warning in the log; a
-    plan that fails is a warning, never the sweep's end."""
-    from ablate.plan.plan import sweep_start_plan, write_plan  # torch: only once the configs are checked
-
-    try:
-        plan = sweep_start_plan(config, " ".join(["python -m ablate", *sys.argv[1:]]))
-        write_plan(plan, Path(config.hydra.sweep.dir))
-    except Exception:
-        log.warning("no plan for %s", config.hydra.sweep.dir, exc_info=True)
-        return
-    log.info("plan: %s", Path(config.hydra.sweep.dir) / "plan.txt")
-    if plan.warning:
-        log.warning("%s", plan.warning)
 
 
 def write_sweep_report(config: DictConfig) -> list[str]:
