@@ -5,7 +5,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ablate.run.record import git_state, versions
+
+from ablate.record import git_state, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

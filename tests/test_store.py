@@ -20,7 +20,7 @@ from ablate.data import build_data
 from ablate.data.augment import TrainRecipe, to_normalised
 from ablate.data.loaders import TensorBatches, build_loaders, pick_loader
 from ablate.data.prepare import main as prepare_main
-from ablate.data.store import MANIFEST, PixelSplit, checksum, train_pixels, write_store
+from ablate.data.store import MANIFEST, PixelSplit, checksum, write_store
 from ablate.run.train import run
 
 CPU = torch.device("cpu")
@@ -52,9 +52,15 @@ def test_store_holds_the_images_pixels_exactly(tree, tmp_path):
     assert pixels.shape == (7, 32, 43, 3) and labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
     files = sorted((tree / "train").rglob("*.JPEG"))  # the scan's order: class, then name
     for i, path in enumerate(files):
-        expected, h, w, transposed = train_pixels(Image.open(path), 32, 43)
-        assert meta[i].tolist() == [h, w, int(transposed)]
-        assert torch.equal(pixels[i, :expected.shape[0], :expected.shape[1]], torch.from_numpy(expected.copy()))
+        # PIL's own bicubic resize to a short side of 32: 60 × 45 → 43 × 32 (60 × 32 / 45 = 42.7), a portrait
+        # 45 × 60 → 32 × 43, stored transposed to landscape.
+        img = Image.open(path).convert("RGB")
+        portrait = img.height > img.width
+        expected = np.asarray(img.resize((32, 43) if portrait else (43, 32), Image.BICUBIC))
+        if portrait:
+            expected = expected.transpose(1, 0, 2)
+        assert meta[i].tolist() == ([43, 32, 1] if portrait else [32, 43, 0])
+        assert torch.equal(pixels[i], torch.from_numpy(expected.copy()))
     assert meta[files.index(tree / "train/c1/tall.JPEG")].tolist() == [43, 32, 1]  # portrait: stored transposed
     # Val: timm's eval transform, exactly.
     timm_eval = create_transform(32, is_training=False, crop_pct=0.875, interpolation="bicubic")
