@@ -2,7 +2,9 @@
 import gc
 import io
 import os
+import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -91,3 +93,26 @@ def torchrun() -> list[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+
+
+@pytest.fixture(scope="session")
+def slurm_conf() -> Path:
+    """The slurm.conf of the one-host cluster that ``.ci/slurm.sh start`` runs; the test skips, saying how to start
+    it, when it is not up."""
+    conf = Path(os.environ.get("SLURM_CONF") or Path(os.environ.get("ABLATE_SLURM_DIR", "/tmp/ablate-slurm"),
+                                                         "slurm.conf"))
+    if shutil.which("sinfo") is None or not conf.is_file():
+        pytest.skip("no SLURM cluster: start one with .ci/slurm.sh start (needs apt-get install slurm-wlm munge)")
+    out = subprocess.run(["sinfo", "--noheader", "--format=%t"], env={**os.environ, "SLURM_CONF": str(conf)},
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode != 0 or not {"idle", "mix", "alloc"} & set(out.stdout.split()):
+        pytest.skip(f"the SLURM cluster of {conf} has no node up ({(out.stderr or out.stdout).strip()}): "
+                    ".ci/slurm.sh start")
+    return conf
+
+
+@pytest.fixture
+def slurm(slurm_conf: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """SLURM's commands, and the processes a test starts, on that cluster."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
+    return slurm_conf

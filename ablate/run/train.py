@@ -41,6 +41,7 @@ from ablate.config.checks import accumulation_steps
 from ablate.data import build_data
 from ablate.config.design import free_overrides, name_run
 from ablate.run.distributed import Dist, all_reduce_sum, broadcast, gather_strided, init_distributed, pick_device
+from ablate.run.slurm_tasks import adopt_slurm_tasks
 from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
 from ablate.data.loaders import Batches, build_loaders, epoch_seed
 from ablate.config.model import build_model, min_train_bytes
@@ -59,6 +60,9 @@ class Diverged(RuntimeError):
 
 # SystemExit too: submitit's handler for SLURM's timeout signal requeues the job, then exits.
 INTERRUPTS = (KeyboardInterrupt, Interrupted, SystemExit)
+# Raised by submitit's handler of that signal when it will not requeue (timed out too many times): the run stopped
+# at its last checkpoint, as for any interrupt, and a rerun resumes it. By name: submitit is optional below the CLI.
+SUBMITIT_STOPS = ("UncompletedJobError",)
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: str | None = None) -> RunRecord:
@@ -67,11 +71,11 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: st
     A directory held by a live process, or holding another config's run, is refused (RunDirError) untouched.
     """
     check_run_config(cfg)
+    adopt_slurm_tasks()
     device = pick_device(cfg.train.device)
     d = init_distributed(device)
     run_dir = Path(broadcast(str(run_dir), d))  # under torchrun each rank's Hydra picks its own dir
-    record = RunRecord.start(cfg, asdict(name_run(cfg)), overrides, free_overrides(overrides), sweep,
-                             _device_name(device), d.world_size, accumulation_steps(cfg.train, d.world_size))
+    record = _new_record(cfg, overrides, sweep, _device_name(device), d.world_size)
     with _claim_for_all_ranks(run_dir, record, d) as previous:
         if previous is not None and cfg.train.resume:
             if previous.status == "completed":
@@ -84,6 +88,30 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: st
             write_record(run_dir, record)
         _fit_and_record(cfg, run_dir, record, device, d)
     return record
+
+
+def _new_record(cfg: DictConfig, overrides: Sequence[str], sweep: str | None, device: str,
+                world_size: int) -> RunRecord:
+    return RunRecord.start(cfg, asdict(name_run(cfg)), overrides, free_overrides(overrides), sweep, device,
+                           world_size, accumulation_steps(cfg.train, world_size))
+
+
+def record_failure(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], sweep: str | None,
+                   error: BaseException) -> None:
+    """A ``failed`` record and error.txt for a run that failed before ``run`` recorded it (e.g. ``train.device=cuda``
+    on a node without CUDA, found only on the node), so that its sweep counts it. A directory that holds a record,
+    and ranks other than 0, write nothing."""
+    if int(os.environ.get("RANK", "0")) > 0 or read_record(run_dir) is not None:
+        return
+    try:
+        record = _new_record(cfg, overrides, sweep, str(cfg.train.device), int(os.environ.get("WORLD_SIZE", "1")))
+    except ConfigError as e:  # the config itself is what failed: the caller's line says so
+        log.error("could not record the failure: %s", e)
+        return
+    record.status, record.error, record.updated_at = "failed", _one_line(error), now()
+    _best_effort(write_error, run_dir, record.error,
+                 "".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    _best_effort(write_record, run_dir, record)
 
 
 @contextmanager
@@ -115,6 +143,8 @@ def _fit_and_record(cfg: DictConfig, run_dir: Path, record: RunRecord, device: t
         log.warning("%s diverged: %s", record.variant, e)
     except BaseException as e:
         interrupt = _interruption(e)
+        if interrupt is not None and type(interrupt).__name__ in SUBMITIT_STOPS:
+            interrupt = Interrupted(str(interrupt))  # not an error to log: the job ends as on SIGTERM
         if interrupt is not None:
             record.status = "interrupted"
             record.error = (f"interrupted by {_cause(interrupt)} after epoch {record.epochs_done}; "
@@ -152,7 +182,7 @@ def _interruption(e: BaseException) -> BaseException | None:
     """The interrupt that ``e`` is, or that it was raised while handling (e.g. DataLoader workers that a signal to
     the whole process group stopped, seen while the interrupt unwinds); None for a failure of its own."""
     while e is not None:
-        if isinstance(e, INTERRUPTS):
+        if isinstance(e, INTERRUPTS) or type(e).__name__ in SUBMITIT_STOPS:
             return e
         e = e.__context__
     return None

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from ablate.config import CONF_DIR, check_overrides, check_run_config
 from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, UnreadableImageError, WriteError
 from ablate.run.record import RESULTS, RunRecord
+from ablate.run.slurm_tasks import adopt_slurm_tasks
 from ablate.sweep.callback import interrupt_code
 from ablate.sweep.jobs import register_resolvers
 
@@ -31,12 +32,12 @@ register_resolvers()
 def _task(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    adopt_slurm_tasks()  # a submitit job of several tasks is one run; its tasks start here, not in main()
     try:
         check_run_config(cfg)  # before torch loads: a bad value answers in a second
         from ablate.run.train import run
-        sweep = hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if multirun else None)
         run_dir = Path(hc.runtime.output_dir)
-        record = run(cfg, run_dir, list(hc.overrides.task), sweep=sweep)
+        record = run(cfg, run_dir, list(hc.overrides.task), sweep=_sweep_name(hc))
         log.info(summary_line(record, run_dir))
     except RunDirError as e:  # nothing was written: the job is another process's, or another config's
         if multirun:
@@ -44,16 +45,28 @@ def _task(cfg: DictConfig) -> float | None:
             return None
         sys.exit(f"error: {e}")
     except USER_ERRORS as e:
-        if multirun:  # recorded as failed by run(); the sweep goes on
+        if multirun:  # recorded as failed; the sweep goes on
+            _record_failure(cfg, hc, e)
             log.error("%s: %s", hc.runtime.output_dir, e)
             return None
         sys.exit(f"error: {e}")
-    except Exception:
+    except Exception as e:
         if multirun:
+            _record_failure(cfg, hc, e)
             log.exception("%s failed; the sweep goes on", hc.runtime.output_dir)
             return None
         raise
     return record.top1
+
+
+def _record_failure(cfg: DictConfig, hc: DictConfig, error: BaseException) -> None:
+    """A job that failed before its run was recorded (e.g. no CUDA on its node) still leaves a ``failed`` record."""
+    from ablate.run.train import record_failure
+    record_failure(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), _sweep_name(hc), error)
+
+
+def _sweep_name(hc: DictConfig) -> str | None:
+    return hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None)
 
 
 def summary_line(record: RunRecord, run_dir: Path) -> str:
@@ -72,6 +85,7 @@ def main() -> None:
         check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
     except ConfigError as e:
         sys.exit(f"error: {e}")
+    adopt_slurm_tasks()  # `srun -n N python -m ablate` is one run of N processes, as under torchrun
     if int(os.environ.get("RANK", "0")) > 0:
         # Under torchrun only rank 0 writes: the others get a scratch Hydra dir and no log files, so
         # ranks starting a second apart cannot race on outputs/<time>/ (run() takes rank 0's dir).

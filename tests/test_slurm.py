@@ -1,0 +1,184 @@
+"""Sweeps on a real SLURM (the one-host cluster of .ci/slurm.sh): jobs, runs of several tasks, and the scheduler's
+faults, each ending with the runs' records intact and one line that says what happened.
+
+Every run is tiny (model=xs, the embedded digits, one or two epochs): the cluster shares the CI machine's cores.
+"""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate.run.slurm_tasks import adopt_slurm_tasks, first_host
+
+TINY = ["model=xs", "train.epochs=1"]
+SWEEP = "sweep"
+
+
+def sweep_command(*args: str) -> list[str]:
+    """A sweep on the cluster, its folder (and submitit's, inside it) under the test's directory."""
+    return [sys.executable, "-m", "ablate", "-m", "hydra/launcher=slurm", f"hydra.sweep.dir={SWEEP}", *args]
+
+
+def run_sweep(tmp_path: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(sweep_command(*args), cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+
+
+def records(sweep: Path) -> dict[str, dict]:
+    """Every run's results.json under ``sweep``, by run directory (relative)."""
+    return {str(p.parent.relative_to(sweep)): json.loads(p.read_text()) for p in sorted(sweep.glob("*/*/results.json"))}
+
+
+def wait_for(what: str, condition, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``condition`` every second; fail, saying ``what``, after ``timeout`` s or when ``proc`` has ended."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the sweep ended (exit {proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
+        if time.monotonic() > end:
+            pytest.fail(f"no {what} after {timeout:.0f} s")
+        time.sleep(1)
+
+
+def job_ids(name: str = "ablate") -> list[str]:
+    out = subprocess.run(["squeue", "--noheader", "--array", f"--name={name}", "--format=%i"], capture_output=True,
+                         text=True, check=True)
+    return out.stdout.split()
+
+
+def start_requeued_now() -> bool:
+    """Start the requeued jobs now: SLURM holds a requeued job for two minutes (its begin time), which an admin may
+    lift and a test need not wait for. True when there was one."""
+    out = subprocess.run(["squeue", "--noheader", "--name=ablate", "--states=PENDING", "--format=%i|%r"],
+                         capture_output=True, text=True, check=True).stdout
+    held = [line.split("|")[0] for line in out.split() if line.endswith("|BeginTime")]
+    for job in held:
+        subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], check=True)
+    return bool(held)
+
+
+def epochs_done(run_dir: Path) -> int:
+    try:
+        return json.loads((run_dir / "results.json").read_text()).get("epochs_done") or 0
+    except (OSError, json.JSONDecodeError):
+        return 0
+
+
+def test_slurm_tasks_become_torchrun_ranks():
+    env = {"SLURM_STEP_NUM_TASKS": "4", "SLURM_STEP_NUM_NODES": "2", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
+           "SLURM_STEP_NODELIST": "gpu[07-08]", "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "12000"}
+    adopt_slurm_tasks(env)
+    assert {k: env[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR")} == {
+        "RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "gpu07"}
+    assert 20000 <= int(env["MASTER_PORT"]) < 32000
+    # torchrun's own variables win; a batch script's process (no step) and a one-task step train alone.
+    for env in ({"WORLD_SIZE": "2", "SLURM_STEP_NUM_TASKS": "4"}, {"SLURM_NTASKS": "2", "SLURM_PROCID": "0"},
+                {"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"}):
+        before = dict(env)
+        adopt_slurm_tasks(env)
+        assert env == before
+    assert [first_host(n) for n in ("vm", "a1,b[2-3]", "node[3]", "gpu[07-12,15],cpu1")] == ["vm", "a1", "node3",
+                                                                                             "gpu07"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_sweep_of_two_runs_of_two_tasks_trains_each_on_both(tmp_path, slurm, torchrun):
+    out = run_sweep(tmp_path, "hydra.launcher.tasks_per_node=2", "pool_size=3,5", *TINY)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweep = tmp_path / SWEEP
+    found = records(sweep)
+    assert sorted(found) == ["model=xs,pool_size=3,train.epochs=1/seed=0", "model=xs,pool_size=5,train.epochs=1/seed=0"]
+    assert [(r["status"], r["world_size"]) for r in found.values()] == [("completed", 2)] * 2
+    assert list(pd.read_csv(sweep / "report/table.csv").status) == ["completed", "completed"]
+    logs = "".join(p.read_text() for p in sweep.glob("*/*/ablate.log"))
+    assert "in use" not in logs and logs.count("training ") == 2  # one rank of each run tells its progress
+    # No accounting on this cluster: one line says so, not a warning per poll.
+    assert "Bypassing sacct" not in out.stdout + out.stderr
+    assert (out.stdout + out.stderr).count("job states from squeue") == 1
+
+    # The same run under torchrun: the same fingerprint and record.
+    alone = subprocess.run([*torchrun, "-m", "ablate", "pool_size=3", *TINY, "hydra.run.dir=torchrun"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    ours = found["model=xs,pool_size=3,train.epochs=1/seed=0"]
+    theirs = json.loads((tmp_path / "torchrun/results.json").read_text())
+    for key in ("fingerprint", "config", "world_size", "global_batch", "accum_steps", "params_m", "macs_g", "epochs"):
+        assert ours[key] == theirs[key], key
+    assert ours["top1"] == pytest.approx(theirs["top1"], abs=0.3)  # 0.3: one val image in 360 (thread counts)
+
+
+LAUNCHERS = {
+    "basic": [],
+    "parallel": ["hydra/launcher=parallel", "hydra.launcher.n_jobs=1"],
+    "submitit_local": ["hydra/launcher=submitit_local"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("launcher", [*LAUNCHERS, pytest.param("slurm", marks=pytest.mark.slurm)])
+def test_a_job_that_fails_before_its_run_starts_leaves_a_failed_record(tmp_path, launcher, request):
+    """train.device=cuda on a node without CUDA is found only on the node: the job's record says failed, and the
+    sweep counts it in its report and its exit code."""
+    if launcher == "slurm":
+        request.getfixturevalue("slurm")
+        command = sweep_command("train.device=cuda", *TINY)
+    else:
+        command = [sys.executable, "-m", "ablate", "-m", *LAUNCHERS[launcher], f"hydra.sweep.dir={SWEEP}",
+                   "train.device=cuda", *TINY]
+    out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "1 run(s) failed" in out.stderr
+    run_dir = tmp_path / SWEEP / "model=xs,train.device=cuda,train.epochs=1/seed=0"
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["status"] == "failed" and "no CUDA device" in record["error"]
+    assert (run_dir / "error.txt").read_text().startswith("ConfigError: train.device='cuda:0' but no CUDA device")
+    assert list(pd.read_csv(tmp_path / SWEEP / "report/table.csv").status) == ["failed"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_scancel_records_interrupted_and_the_sweep_ends_with_its_report(tmp_path, slurm):
+    proc = subprocess.Popen(sweep_command("model=xs", "train.epochs=20"), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        run_dir = tmp_path / SWEEP / "model=xs,train.epochs=20/seed=0"
+        wait_for("first epoch", lambda: epochs_done(run_dir) >= 1, 600, proc)
+        subprocess.run(["scancel", *job_ids()], check=True)
+        _, err = proc.communicate(timeout=180)  # submitit alone would wait forever: no accounting here
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted (SIGTERM, or jobs that SLURM cancelled or requeued)")
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["status"] == "interrupted" and record["epochs_done"] >= 1 and "SIGTERM" in record["error"]
+    assert (run_dir / "checkpoint.pt").is_file()
+    assert list(pd.read_csv(tmp_path / SWEEP / "report/table.csv").status) == ["interrupted"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_preemption_by_usr2_checkpoints_requeues_and_resumes(tmp_path, slurm):
+    """SLURM preempts with USR2 (submitit's --signal): the job stops at its last finished epoch, submitit requeues it,
+    and the run resumes there and completes as if never stopped."""
+    proc = subprocess.Popen(sweep_command("model=xs", "train.epochs=2"), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        run_dir = tmp_path / SWEEP / "model=xs,train.epochs=2/seed=0"
+        wait_for("first epoch", lambda: epochs_done(run_dir) >= 1, 600, proc)
+        subprocess.run(["scancel", "--signal=USR2", *job_ids()], check=True)
+        wait_for("requeued job", start_requeued_now, 120, proc)
+        _, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["status"] == "completed" and record["epochs_done"] == 2
+    log = (run_dir / "ablate.log").read_text()
+    assert "resuming" in log and "from epoch 1" in log, log[-3000:]
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history.epoch) == [1, 2]
