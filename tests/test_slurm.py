@@ -7,24 +7,29 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from ablate.run.slurm_tasks import adopt_slurm_tasks, first_host
+from ablate.sweep.jobs import job_dirname
 
 TINY = ["model=xs", "train.epochs=1"]
 SWEEP = "sweep"
 
 
-def sweep_command(*args: str) -> list[str]:
-    """A sweep on the cluster, its folder (and submitit's, inside it) under the test's directory."""
-    return [sys.executable, "-m", "ablate", "-m", "hydra/launcher=slurm", f"hydra.sweep.dir={SWEEP}", *args]
+def sweep_command(tmp_path: Path, *args: str) -> list[str]:
+    """A sweep on the cluster, its folder (and submitit's, inside it) under the test's directory, its jobs named by
+    the test (tests running at once signal only their own)."""
+    return [sys.executable, "-m", "ablate", "-m", "hydra/launcher=slurm", f"hydra.sweep.dir={SWEEP}",
+            f"hydra.launcher.name={tmp_path.name}", *args]
 
 
 def run_sweep(tmp_path: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(sweep_command(*args), cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(sweep_command(tmp_path, *args), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def records(sweep: Path) -> dict[str, dict]:
@@ -43,16 +48,16 @@ def wait_for(what: str, condition, timeout: float, proc: subprocess.Popen | None
         time.sleep(1)
 
 
-def job_ids(name: str = "ablate") -> list[str]:
+def job_ids(name: str) -> list[str]:
     out = subprocess.run(["squeue", "--noheader", "--array", f"--name={name}", "--format=%i"], capture_output=True,
                          text=True, check=True)
     return out.stdout.split()
 
 
-def start_requeued_now() -> bool:
+def start_requeued_now(name: str) -> bool:
     """Start the requeued jobs now: SLURM holds a requeued job for two minutes (its begin time), which an admin may
     lift and a test need not wait for. True when there was one."""
-    out = subprocess.run(["squeue", "--noheader", "--name=ablate", "--states=PENDING", "--format=%i|%r"],
+    out = subprocess.run(["squeue", "--noheader", f"--name={name}", "--states=PENDING", "--format=%i|%r"],
                          capture_output=True, text=True, check=True).stdout
     held = [line.split("|")[0] for line in out.split() if line.endswith("|BeginTime")]
     for job in held:
@@ -126,7 +131,7 @@ def test_a_job_that_fails_before_its_run_starts_leaves_a_failed_record(tmp_path,
     sweep counts it in its report and its exit code."""
     if launcher == "slurm":
         request.getfixturevalue("slurm")
-        command = sweep_command("train.device=cuda", *TINY)
+        command = sweep_command(tmp_path, "train.device=cuda", *TINY)
     else:
         command = [sys.executable, "-m", "ablate", "-m", *LAUNCHERS[launcher], f"hydra.sweep.dir={SWEEP}",
                    "train.device=cuda", *TINY]
@@ -140,19 +145,55 @@ def test_a_job_that_fails_before_its_run_starts_leaves_a_failed_record(tmp_path,
     assert list(pd.read_csv(tmp_path / SWEEP / "report/table.csv").status) == ["failed"]
 
 
+def signal_job(*scancel_args: str) -> Callable[[str], None]:
+    return lambda job: subprocess.run(["scancel", *scancel_args, job], check=True)
+
+
+def requeue(job: str) -> None:
+    subprocess.run(["scontrol", "requeue", job], check=True)
+
+
+def node_down_and_back(job: str) -> None:
+    """The job's node fails (set down) while it runs, and comes back once SLURM has taken the job off it."""
+    host = subprocess.run(["squeue", "--noheader", f"--jobs={job}", "--format=%N"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    subprocess.run(["scontrol", "update", f"nodename={host}", "state=down", "reason=test"], check=True)
+    try:
+        wait_for("job off the node", lambda: job_state(job) != "RUNNING", 60)
+    finally:
+        subprocess.run(["scontrol", "update", f"nodename={host}", "state=resume"], check=True)
+
+
+def job_state(job: str) -> str:
+    return subprocess.run(["squeue", "--noheader", f"--jobs={job}", "--format=%T"], capture_output=True,
+                          text=True).stdout.strip()
+
+
+def sweep_stopped_after_first_epoch(tmp_path: Path, run: list[str], stop: Callable[[str], None],
+                                    *launcher: str, requeued: bool = False) -> tuple[int, str, Path]:
+    """A one-run sweep whose job is stopped by ``stop(job id)`` once its first epoch is checkpointed; with
+    ``requeued``, the job is then started again at once. The sweep's exit code and stderr, and the run's directory."""
+    proc = subprocess.Popen(sweep_command(tmp_path, *launcher, *run), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        run_dir = tmp_path / SWEEP / job_dirname(run)
+        wait_for("first epoch", lambda: epochs_done(run_dir) >= 1, 600, proc)
+        (job,) = job_ids(tmp_path.name)
+        stop(job)
+        if requeued:
+            wait_for("requeued job", lambda: start_requeued_now(tmp_path.name), 120, proc)
+        # Without accounting here, submitit alone would wait forever on a job that has left the queue.
+        _, err = proc.communicate(timeout=600 if requeued else 180)
+    finally:
+        proc.kill()
+    return proc.returncode, err, run_dir
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_scancel_records_interrupted_and_the_sweep_ends_with_its_report(tmp_path, slurm):
-    proc = subprocess.Popen(sweep_command("model=xs", "train.epochs=20"), cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        run_dir = tmp_path / SWEEP / "model=xs,train.epochs=20/seed=0"
-        wait_for("first epoch", lambda: epochs_done(run_dir) >= 1, 600, proc)
-        subprocess.run(["scancel", *job_ids()], check=True)
-        _, err = proc.communicate(timeout=180)  # submitit alone would wait forever: no accounting here
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err[-3000:]
+    code, err, run_dir = sweep_stopped_after_first_epoch(tmp_path, ["model=xs", "train.epochs=20"], signal_job())
+    assert code == 143, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("interrupted (SIGTERM, or jobs that SLURM cancelled or requeued)")
     record = json.loads((run_dir / "results.json").read_text())
     assert record["status"] == "interrupted" and record["epochs_done"] >= 1 and "SIGTERM" in record["error"]
@@ -160,25 +201,50 @@ def test_scancel_records_interrupted_and_the_sweep_ends_with_its_report(tmp_path
     assert list(pd.read_csv(tmp_path / SWEEP / "report/table.csv").status) == ["interrupted"]
 
 
+STOPPED_RUN = ["model=xs", "train.epochs=2"]
+STOPS = {  # how SLURM stops a job that then runs again
+    "preempted": signal_job("--signal=USR2"),  # the signal submitit asks for: it requeues the job itself
+    "requeued": requeue,  # SIGTERM, then SLURM runs the job again
+    "node_down": node_down_and_back,  # SLURM requeues the jobs of a node that fails
+}
+
+
+@pytest.fixture(scope="module")
+def straight_history(tmp_path_factory) -> pd.DataFrame:
+    """The history of the stopped run, trained here straight through."""
+    where = tmp_path_factory.mktemp("straight")
+    out = subprocess.run([sys.executable, "-m", "ablate", *STOPPED_RUN, "hydra.run.dir=run"], cwd=where,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return pd.read_csv(where / "run/history.csv")
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_preemption_by_usr2_checkpoints_requeues_and_resumes(tmp_path, slurm):
-    """SLURM preempts with USR2 (submitit's --signal): the job stops at its last finished epoch, submitit requeues it,
-    and the run resumes there and completes as if never stopped."""
-    proc = subprocess.Popen(sweep_command("model=xs", "train.epochs=2"), cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        run_dir = tmp_path / SWEEP / "model=xs,train.epochs=2/seed=0"
-        wait_for("first epoch", lambda: epochs_done(run_dir) >= 1, 600, proc)
-        subprocess.run(["scancel", "--signal=USR2", *job_ids()], check=True)
-        wait_for("requeued job", start_requeued_now, 120, proc)
-        _, err = proc.communicate(timeout=600)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err[-3000:]
+@pytest.mark.parametrize("stop", STOPS)
+def test_a_stopped_job_runs_again_and_resumes_as_if_never_stopped(tmp_path, slurm, straight_history, stop):
+    code, err, run_dir = sweep_stopped_after_first_epoch(tmp_path, STOPPED_RUN, STOPS[stop], requeued=True)
+    assert code == 0, err[-3000:]
     record = json.loads((run_dir / "results.json").read_text())
     assert record["status"] == "completed" and record["epochs_done"] == 2
-    log = (run_dir / "ablate.log").read_text()
-    assert "resuming" in log and "from epoch 1" in log, log[-3000:]
+    assert "from epoch 1" in (run_dir / "ablate.log").read_text()  # resumed
     history = pd.read_csv(run_dir / "history.csv")
     assert list(history.epoch) == [1, 2]
+    assert history.train_loss.tolist() == pytest.approx(straight_history.train_loss.tolist(), rel=1e-3)
+    assert history.top1.tolist() == pytest.approx(straight_history.top1.tolist(), abs=0.3)  # one val image: 0.28
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_run_out_of_requeues_is_recorded_interrupted_not_failed(tmp_path, slurm):
+    """The time limit's signal once submitit will requeue no more (``max_num_timeout`` used up; with ``timeout_min``
+    <= 10 it takes any USR2 for one): the run stopped at its checkpoint, so it is interrupted, not failed, and the
+    sweep ends with its report."""
+    code, err, run_dir = sweep_stopped_after_first_epoch(
+        tmp_path, ["model=xs", "train.epochs=20"], signal_job("--signal=USR2"),
+        "hydra.launcher.max_num_timeout=0", "hydra.launcher.timeout_min=10")
+    assert code == 143, err[-3000:]
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["status"] == "interrupted" and "timed-out too many times" in record["error"], record["error"]
+    assert not (run_dir / "error.txt").exists()
+    assert list(pd.read_csv(tmp_path / SWEEP / "report/table.csv").status) == ["interrupted"]
