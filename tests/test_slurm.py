@@ -4,6 +4,8 @@ faults, each ending with the runs' records intact and one line that says what ha
 Every run is tiny (model=xs, the embedded digits, one or two epochs): the cluster shares the CI machine's cores.
 """
 import json
+import logging
+import os
 import subprocess
 import sys
 import time
@@ -87,6 +89,47 @@ def test_slurm_tasks_become_torchrun_ranks():
         assert env == before
     assert [first_host(n) for n in ("vm", "a1,b[2-3]", "node[3]", "gpu[07-12,15],cpu1")] == ["vm", "a1", "node3",
                                                                                              "gpu07"]
+
+
+def fake_command(bin_dir: Path, name: str, script: str) -> None:
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+
+
+def test_job_states_come_from_squeue_without_accounting(tmp_path, monkeypatch, caplog):
+    from ablate.sweep.slurm import GONE, QueueWatcher, _squeue
+    fake_command(tmp_path, "sacct", 'echo "Slurm accounting storage is disabled" >&2; exit 1')
+    fake_command(tmp_path, "squeue", 'printf "7_0|CANCELLED\\n7_1|RUNNING\\n"')
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    watcher = QueueWatcher(delay_s=1)
+    for job in ("7", "7_0", "7_1", "7_2"):  # 7: the array's own id, which submitit registers too
+        watcher.register_job(job)
+    with caplog.at_level(logging.INFO, logger="ablate.sweep.slurm"):
+        watcher.update()
+        watcher.update()
+    assert [watcher.get_state(j, mode="cache") for j in ("7_0", "7_1", "7_2")] == ["CANCELLED", "RUNNING", GONE]
+    assert [r.getMessage() for r in caplog.records] == [
+        "job states from squeue: sacct failed (Slurm accounting storage is disabled)"]  # once, not per poll
+    # The cancelled job is done only once the running one is: the sweep then sees every job's end.
+    assert not watcher.is_done("7_0", mode="cache")
+    fake_command(tmp_path, "squeue", 'printf "7_0|CANCELLED\\n7_1|COMPLETED\\n"')
+    watcher.update()
+    assert watcher.is_done("7_0", mode="cache") and watcher.is_done("7_2", mode="cache")
+    # With accounting the same, from sacct (which never lists an array's own id).
+    fake_command(tmp_path, "sacct", 'printf "JobID|State|NodeList\\n8_0|CANCELLED|vm\\n8_1|$STATE|vm\\n"')
+    watcher = QueueWatcher(delay_s=1)
+    for job in ("8", "8_0", "8_1"):
+        watcher.register_job(job)
+    monkeypatch.setenv("STATE", "RUNNING")
+    watcher.update()
+    assert not watcher.is_done("8_0", mode="cache")
+    monkeypatch.setenv("STATE", "COMPLETED")
+    watcher.update()
+    assert watcher.is_done("8_0", mode="cache")
+    # squeue not answering (the controller down): no job is taken for gone.
+    fake_command(tmp_path, "squeue", 'echo "Unable to contact slurm controller" >&2; exit 1')
+    assert _squeue({"9_0"}) is None
 
 
 @pytest.mark.slow

@@ -25,11 +25,13 @@ class QueueWatcher(SlurmInfoWatcher):
     (submitit looks for its result file first).
     """
 
-    sacct_failed = False  # said once per sweep, not on every poll
+    sacct_failed = False  # said once per sweep (one watcher), not on every poll
 
     def is_done(self, job_id: str, mode: str = "standard") -> bool:
         ended = super().is_done
-        return ended(job_id, mode) and all(ended(other, "cache") for other in self._registered)
+        # Of the jobs it has states for: submitit also registers a job array's own id, which sacct never lists.
+        return ended(job_id, mode) and all(ended(other, "cache") for other in self._registered
+                                           if other in self._info_dict)
 
     def update(self) -> None:
         waiting = self._registered - self._finished
@@ -53,7 +55,7 @@ class QueueWatcher(SlurmInfoWatcher):
                 reason = getattr(e, "stderr", None) or str(e)
                 reason = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
                 log.info("job states from squeue: sacct failed (%s)", reason.strip().splitlines()[0])
-                QueueWatcher.sacct_failed = True
+                self.sacct_failed = True
             return None
         return self.read_info(out)
 
