@@ -76,8 +76,9 @@ start_munge() {
         --log-file="$DIR/log/munged.log" --seed-file="$DIR/munged.seed"
 }
 
-running() {  # running PIDFILE
-    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+running() {  # running PIDFILE; a zombie (a container whose init reaps no orphans) counts as stopped
+    local pid
+    [ -f "$1" ] && pid=$(cat "$1") && kill -0 "$pid" 2>/dev/null && ! ps -o stat= -p "$pid" | grep -q '^Z'
 }
 
 start() {
