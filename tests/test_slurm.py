@@ -197,19 +197,21 @@ def requeue(job: str) -> None:
 
 
 def node_down_and_back(job: str) -> None:
-    """The job's node fails (set down) while it runs, and comes back once SLURM has taken the job off it."""
+    """The job's node fails (set down) while it runs, and comes back once the job's processes are gone from it (a
+    node set down by hand keeps them running a while; a real failure takes them at once)."""
     host = subprocess.run(["squeue", "--noheader", f"--jobs={job}", "--format=%N"], capture_output=True, text=True,
                           check=True).stdout.strip()
     subprocess.run(["scontrol", "update", f"nodename={host}", "state=down", "reason=test"], check=True)
     try:
-        wait_for("job off the node", lambda: job_state(job) != "RUNNING", 60)
+        wait_for("the job's processes gone", lambda: not job_processes(job), 120)
     finally:
         subprocess.run(["scontrol", "update", f"nodename={host}", "state=resume"], check=True)
 
 
-def job_state(job: str) -> str:
-    return subprocess.run(["squeue", "--noheader", f"--jobs={job}", "--format=%T"], capture_output=True,
-                          text=True).stdout.strip()
+def job_processes(job: str) -> list[str]:
+    """The pids of ``job``'s steps on this host."""
+    out = subprocess.run(["scontrol", "listpids", job], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
 
 
 def sweep_stopped_after_first_epoch(tmp_path: Path, run: list[str], stop: Callable[[str], None],
