@@ -49,8 +49,9 @@ SwitchType=switch/none
 MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
-# A node set down by hand comes back by itself once its slurmd answers.
-ReturnToService=2
+# A node that stopped answering comes back when its slurmd answers again; one set down by hand stays down until
+# resumed (scontrol update nodename=... state=resume), as on a real cluster.
+ReturnToService=1
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2
 SlurmctldTimeout=30

@@ -204,8 +204,14 @@ def node_down_and_back(job: str) -> None:
     subprocess.run(["scontrol", "update", f"nodename={host}", "state=down", "reason=test"], check=True)
     try:
         wait_for("the job's processes gone", lambda: not job_processes(job), 120)
+        assert node_state(host) == "down"  # the requeued job waits for it
     finally:
         subprocess.run(["scontrol", "update", f"nodename={host}", "state=resume"], check=True)
+
+
+def node_state(host: str) -> str:
+    return subprocess.run(["sinfo", "--noheader", f"--nodes={host}", "--format=%T"], capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def job_processes(job: str) -> list[str]:
