@@ -215,9 +215,15 @@ def node_state(host: str) -> str:
 
 
 def job_processes(job: str) -> list[str]:
-    """The pids of ``job``'s steps on this host."""
-    out = subprocess.run(["scontrol", "listpids", job], capture_output=True, text=True).stdout
-    return [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
+    """The pids of ``job``'s tasks on this host (slurmd's own list ends with the job's allocation, before them)."""
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"\0SLURM_JOB_ID={job}\0".encode() in b"\0" + environ.read_bytes():
+                pids.append(environ.parent.name)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return pids
 
 
 def sweep_stopped_after_first_epoch(tmp_path: Path, run: list[str], stop: Callable[[str], None],
