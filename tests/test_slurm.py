@@ -215,14 +215,17 @@ def node_state(host: str) -> str:
 
 
 def job_processes(job: str) -> list[str]:
-    """The pids of ``job``'s tasks on this host (slurmd's own list ends with the job's allocation, before them)."""
+    """The pids of ``job``'s tasks and their slurmstepd on this host (``scontrol listpids`` stops listing them when
+    the job leaves the node, before they have ended)."""
     pids = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if f"\0SLURM_JOB_ID={job}\0".encode() in b"\0" + environ.read_bytes():
-                pids.append(environ.parent.name)
+            ours = (f"\0SLURM_JOB_ID={job}\0".encode() in b"\0" + (proc / "environ").read_bytes()
+                    or (proc / "cmdline").read_bytes().startswith(f"slurmstepd: [{job}.".encode()))
         except OSError:  # gone meanwhile, or not ours to read
             continue
+        if ours:
+            pids.append(proc.name)
     return pids
 
 
