@@ -1,3 +1,3 @@
-from ablate.sweep.cli import main
+from ablate.cli import main
 
 main()

@@ -23,6 +23,8 @@ def _out(*command: str) -> str:
 
 
 def commit() -> str:
+    if os.environ.get("ABLATE_COMMIT"):  # a copy without .git, as the GPU node gets (docs/gpu.md): what it came from
+        return f"{os.environ['ABLATE_COMMIT']} (from ABLATE_COMMIT)"
     sha = _out("git", "rev-parse", "--short=12", "HEAD")
     if not sha:
         return "unknown (no git checkout)"
@@ -45,7 +47,7 @@ def cpu() -> str:
     avx = "AVX-512" if " avx512f" in info else "AVX2, no AVX-512" if " avx2" in info else "no AVX2"
     if os.environ.get("ATEN_CPU_CAPABILITY"):  # torch's kernels held below what the CPU has
         avx += f"; torch's kernels held to {os.environ['ATEN_CPU_CAPABILITY']} by ATEN_CPU_CAPABILITY"
-    load = ", load %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
+    load = f", load {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     return f"{model}, {cores} cores ({avx}){load}"
 
 

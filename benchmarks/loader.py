@@ -29,16 +29,21 @@ from pathlib import Path
 import torch
 
 from ablate import compose
-from ablate.config.checks import dali_installed
+from ablate.config.spec import to_spec
 from ablate.data import build_data
-from ablate.data.fake import write_jpeg_tree
+from ablate.data.dali import dali_installed
 from ablate.data.loaders import build_loaders
 from ablate.data.prepare import prepare
 from ablate.data.store import write_store
-from ablate.run.distributed import Dist, pick_device
+from ablate.run.distributed import pick_device
 from ablate.run.train import run
+from ablate.specs import RunSpec
 from throughput import STOPS, build, recipe_dtype, recipe_setting, stop_on_sigterm, sync
 from workload import table5
+
+# The generated JPEG trees are a test fixture: tests/fake_images.py.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))
+from fake_images import write_jpeg_tree  # noqa: E402
 
 CLASSES = 10
 
@@ -80,11 +85,11 @@ def trainer_loaders(device: torch.device) -> list[Loader]:
     return list(picked.values())
 
 
-def config(root: Path, args: argparse.Namespace, loader: str, *extra: str):
-    return compose(["data=folder", f"data.root={root}", f"data.loader={loader}", "data.verify=false",
+def config(root: Path, args: argparse.Namespace, loader: str, *extra: str) -> RunSpec:
+    return to_spec(compose(["data=folder", f"data.root={root}", f"data.loader={loader}", "data.verify=false",
                     f"data.img_size={args.img_size}", f"model={args.model}", "train=paper",
                     f"train.batch_size={args.batch}", "train.global_batch=null",  # a step per batch, as measured
-                    f"train.num_workers={args.workers}", *extra])
+                    f"train.num_workers={args.workers}", *extra]))
 
 
 def loader_only(root: Path, args: argparse.Namespace, loader: Loader, device: torch.device) -> float:
@@ -92,8 +97,7 @@ def loader_only(root: Path, args: argparse.Namespace, loader: Loader, device: to
     trainer builds them (DataLoader: pinned on CUDA), or on the CPU for a loader the trainer would not use."""
     cfg = config(root, args, loader.name)
     on = device if loader in trainer_loaders(device) else torch.device("cpu")
-    train, _ = build_loaders(cfg, build_data(cfg), Dist(), on)
-    give_back = getattr(train, "give_back", None)  # as the trainer does
+    train, _ = build_loaders(cfg, build_data(cfg), on)
     for epoch in range(2):
         train.sampler.set_epoch(epoch)
         torch.manual_seed(epoch)
@@ -101,8 +105,7 @@ def loader_only(root: Path, args: argparse.Namespace, loader: Loader, device: to
         for batch, _ in train:
             x = batch.to(device, non_blocking=True)
             seen += len(x)
-            if give_back:
-                give_back(batch)
+            train.give_back(batch)  # as the trainer does
         sync(device)
     return seen / (time.perf_counter() - tic)
 

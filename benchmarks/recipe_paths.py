@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ablate import compose
+from ablate.config.spec import to_spec
 from ablate.data.fashion_mnist import load_split
 from ablate.data.store import write_store
 from ablate.run.train import run
@@ -48,7 +49,8 @@ def overrides(root: Path, loader: str, args: argparse.Namespace, seed: int) -> l
             f"data.img_size={args.img_size}", f"model={args.model}", "train=paper", f"train.epochs={args.epochs}",
             # One optimiser step per batch, as when the committed results were measured (train=paper's 1024-image
             # global batch would accumulate a few thousand images into two steps an epoch).
-            "train.warmup_epochs=1", "train.cooldown_epochs=0", f"train.batch_size={args.batch}", "train.global_batch=null",
+            "train.warmup_epochs=1", "train.cooldown_epochs=0", f"train.batch_size={args.batch}",
+            "train.global_batch=null",
             f"train.lr={args.lr}", f"train.num_workers={args.workers}", "train.device=cpu", f"seed={seed}"]
 
 
@@ -76,7 +78,7 @@ def main() -> None:
         write_store(tree, store, short_side=28, img_size=args.img_size, crop_pct=crop_pct, workers=1)
         for seed in range(args.seeds):
             for loader, root in (("torch", tree), ("batched", store)):
-                record = run(compose(overrides(root, loader, args, seed)), Path(tmp) / f"{loader}-{seed}")
+                record = run(to_spec(compose(overrides(root, loader, args, seed))), Path(tmp) / f"{loader}-{seed}")
                 assert record.status == "completed" and record.data_info["loader"] == loader, record.error
                 top1[loader].append(record.top1)
                 print(f"seed {seed} {loader}: {record.top1:.2f}", file=sys.stderr, flush=True)

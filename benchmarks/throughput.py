@@ -40,11 +40,11 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 
 from ablate import build_model, compose
-from ablate.reference import table5
 from ablate.errors import Interrupted
-from ablate.run.distributed import pick_device
 from ablate.model import fast_norms, set_pooling
 from ablate.model.pooling import IMPLEMENTATIONS
+from ablate.reference import table5
+from ablate.run.distributed import pick_device
 from bound import Traffic, bandwidth_tbs, count_traffic
 from workload import table5 as table5_workload
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_images import write_jpeg_tree
 from PIL import Image
-
-from ablate.data.fake import write_jpeg_tree
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One xdist worker per core already keeps every core busy: torch's intra-op threads (one per core in each

@@ -11,18 +11,17 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ablate import ConfigError, compose
-from ablate.config.checks import accumulation_steps
+from ablate.config.spec import to_spec
 from ablate.data import DataBundle
+from ablate.record import RunRecord
 from ablate.run.distributed import Dist
-from ablate.run.record import RunRecord
 from ablate.run.train import setup, train_one_epoch
 
 CPU = torch.device("cpu")
 
 
 def start(cfg, world_size: int = 1) -> RunRecord:
-    names = {"group": "Baseline", "variant": "PoolFormer-S12"}  # what name_run would say, without its 18 composes
-    return RunRecord.start(cfg, names, [], [], None, "cpu", world_size, accumulation_steps(cfg.train, world_size))
+    return RunRecord.start(to_spec(cfg), sweep=None, device="cpu", world_size=world_size)
 
 
 def params(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -41,7 +40,7 @@ def one_step(tmp_path, monkeypatch) -> Callable[..., tuple[list[torch.Tensor], .
     def step(overrides: list[str]) -> tuple[list[torch.Tensor], ...]:
         # xs has no BatchNorm (GroupNorm is per image) and no drop path, so the split cannot change the numbers.
         cfg = compose(["model=xs", "train.warmup_epochs=0", *overrides])
-        tr = setup(cfg, tmp_path / "_".join(overrides), start(cfg), CPU, Dist())
+        tr = setup(to_spec(cfg), tmp_path / "_".join(overrides), start(cfg), CPU, Dist())
         assert tr.steps_per_epoch == 1
         before, grads, optimizer_step = params(tr.model), [], tr.optimizer.step
 

@@ -10,17 +10,17 @@ import random
 
 import numpy as np
 import pytest
+import timm.data.auto_augment
 import torch
+import torchvision.transforms.functional as tv
+from fake_images import photo
 from PIL import Image
 from timm.data.auto_augment import LEVEL_TO_ARG, NAME_TO_OP
 from timm.data.transforms import RandomResizedCropAndInterpolation
 
-import timm.data.auto_augment
-import torchvision.transforms.functional as tv
 from ablate import ConfigError, compose
-from ablate.data.augment import (GEOMETRIC, BatchRandAugment, TrainRecipe, crop_boxes, level_args,
-                                 resized_crops)
-from ablate.data.fake import photo
+from ablate.config.spec import to_spec
+from ablate.data.augment import GEOMETRIC, BatchRandAugment, TrainRecipe, crop_boxes, level_args, resized_crops
 from ablate.data.transforms import MEAN, RATIO, SCALE, STD, posterize
 
 PAPER = "rand-m9-mstd0.5-inc1"
@@ -63,7 +63,7 @@ def test_arguments_are_timms_level_functions(monkeypatch):
     magnitudes = torch.linspace(0, 10, 41, dtype=torch.float64)
     for negate in (False, True):
         # timm negates when random.random() > 0.5
-        monkeypatch.setattr(timm.data.auto_augment.random, "random", lambda: 1.0 if negate else 0.0)
+        monkeypatch.setattr(timm.data.auto_augment.random, "random", lambda negate=negate: 1.0 if negate else 0.0)
         for name in ra.names:
             ours = level_args(name, magnitudes, torch.full_like(magnitudes, negate, dtype=torch.bool),
                               ra.translate_const)
@@ -134,7 +134,7 @@ def test_crop_is_timms_crop_then_resize(images):
 
 def test_recipe_is_seeded_and_normalised():
     cfg = compose(["train=paper", "data.img_size=32"])
-    recipe = TrainRecipe.from_config(cfg, torch.tensor([20, 30, 0]).expand(16, 3))
+    recipe = TrainRecipe.from_config(to_spec(cfg), torch.tensor([20, 30, 0]).expand(16, 3))
     pixels = torch.randint(0, 256, (16, 20, 30, 3), dtype=torch.uint8)
     batch, index = [pixels, torch.arange(16)], torch.arange(16)
     x, y = recipe(batch, index, torch.Generator().manual_seed(3))
@@ -153,7 +153,7 @@ def test_cuda_recipe_is_the_cpu_recipe():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     cfg = compose(["train=paper", "data.img_size=32", "train.reprob=0"])  # erasing's noise is drawn on the device
-    recipe = TrainRecipe.from_config(cfg, torch.tensor([36, 48, 0]).expand(64, 3))
+    recipe = TrainRecipe.from_config(to_spec(cfg), torch.tensor([36, 48, 0]).expand(64, 3))
     pixels, index = torch.randint(0, 256, (64, 36, 48, 3), dtype=torch.uint8), torch.arange(64)
     cpu, _ = recipe([pixels, index], index, torch.Generator().manual_seed(0))
     cuda, _ = recipe([pixels.cuda(), index.cuda()], index, torch.Generator().manual_seed(0))

@@ -3,25 +3,27 @@ behind the bound, the workload sizes, the results files' header, and the one GPU
 import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import torch
 
 from ablate import build_model, compose
-from ablate.model.metaformer import stage_grids
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import default_run  # noqa: E402
+import gpu_setup  # noqa: E402
 import loader  # noqa: E402
 import throughput  # noqa: E402
 from bound import bandwidth_tbs, count_traffic, moved_bytes  # noqa: E402
 from header import header  # noqa: E402
-from workload import IMAGENET100_TRAIN_IMAGES, table5  # noqa: E402
+from workload import table5  # noqa: E402
 
 TINY = ["--img-size", "32", "--batch", "2", "--steps", "1"]  # what gpu.sh --cpu passes too
 HEADER = ("# command: ", "# commit: ", "# GPU: ", "# CPU: ", "# python ", "# date: ")
@@ -135,14 +137,20 @@ def test_header_names_command_commit_machine_versions_and_date():
     assert lines[0] == "# command: python x.py --y" and "torch " in lines[4]
 
 
+# The 18 rows of the paper's Table 5 (paper-notes.md §1a), by the names of their files in sweeps/table5/.
+TABLE5_ROWS = ["baseline", "bn", "dwconv", "identity", "ln", "no_mlp", "no_norm", "no_residual", "pool5", "pool7",
+               "pool9", "ppaa", "ppff", "pppa", "pppf", "random", "relu", "silu"]
+
+
 def test_workload_comes_from_the_row_files_and_the_recipe():
     w = table5()
-    assert w.rows == sorted(p.stem for p in (REPO / "sweeps" / "table5").glob("*.yaml")) and len(w.rows) == 18
-    assert w.epochs == compose(["train=imagenet100"]).train.epochs == 100
-    assert w.images == 18 * 100 * IMAGENET100_TRAIN_IMAGES
-    assert w.gpu_hours({"baseline": 1000.0}) == pytest.approx(w.images / 1000 / 3600)
-    faster = {"baseline": 1000.0, "no_mlp": 2000.0}
-    assert w.gpu_hours(faster) == pytest.approx(w.gpu_hours({"baseline": 1000.0}) * (1 - 0.5 / 18))
+    assert w.rows == TABLE5_ROWS
+    assert w.epochs == 100  # docs/config.md: train=imagenet100 is the paper's recipe for 100 epochs
+    # ImageNet-100's 126,689 training images (CMC's class list; paper-notes.md §5): 18 × 100 × 126,689.
+    assert w.images == 228_040_200
+    assert w.gpu_hours({"baseline": 1000.0}) == pytest.approx(63.3445)  # 228,040,200 / 1,000 img/s / 3,600 s
+    # One row (no_mlp) twice as fast: (17 + 1/2) × 100 × 126,689 / 1,000 / 3,600.
+    assert w.gpu_hours({"baseline": 1000.0, "no_mlp": 2000.0}) == pytest.approx(61.584931)
 
 
 def test_moved_bytes_counts_reads_and_writes_but_not_views_or_broadcasts():
@@ -155,10 +163,10 @@ def test_moved_bytes_counts_reads_and_writes_but_not_views_or_broadcasts():
 
 def test_traffic_counts_the_block_inputs_and_one_training_step():
     cfg = compose(["model=xs", "data.img_size=64"])
-    grids = stage_grids(64, 4)
-    expected = sum(depth * dim * h * w for depth, dim, (h, w) in zip(cfg.model.depths, cfg.model.dims, grids))
     t = count_traffic(build_model(cfg, 10), torch.randn(2, 3, 64, 64), torch.tensor([0, 1]), torch.float32)
-    assert t.activations_per_image == expected
+    # xs (conf/model/xs.yaml): depths 1, 1, 3, 1 at widths 32, 64, 128, 256; at 64 px the stages see 16², 8², 4²
+    # and 2² tokens (strides 4, 8, 16, 32): 1·32·256 + 1·64·64 + 3·128·16 + 1·256·4 values a block takes in.
+    assert t.activations_per_image == 8192 + 4096 + 6144 + 1024
     assert 20 < t.passes < 1000 and t.bound(1.0) == pytest.approx(1e12 / t.bytes_per_image)
 
 
@@ -171,13 +179,38 @@ def test_bandwidth_by_device_name(name, tbs):
 
 # --- the one GPU command ----------------------------------------------------------------
 
+def test_gpu_requirements_hold_pyprojects_ranges_and_their_carried_versions():
+    """benchmarks/gpu-requirements.txt, as gpu_setup.py reads it: each dependency of pyproject that the GPU check needs
+    at pyproject's range or a narrower one, and each carried wheel's version (wheelhouse.sh) inside its range."""
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name
+
+    wanted = {canonicalize_name(name): spec for name, spec in gpu_setup.requirements().items()}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    # The node's own; the report; tracking; the linter.
+    left_out = {"torch", "torchvision", "pandas", "matplotlib", "wandb", "ruff"}
+    for line in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name not in left_out:
+            assert set(req.specifier) <= set(SpecifierSet(wanted[name])), name
+    versions = {re.match(r"[\w.-]+", line)[0]: line.split("# carried: ")[1].split()[0].rstrip(",")
+                for line in (BENCHMARKS / "gpu-requirements.txt").read_text().splitlines() if "# carried: " in line}
+    assert "hydra-core" in versions and "scipy" not in versions  # what the node lacks; pure Python only
+    for name, version in versions.items():
+        assert SpecifierSet(wanted[canonicalize_name(name)]).contains(version), name
+
+
 @pytest.mark.slow
 def test_gpu_command_runs_every_part_on_the_cpu(tmp_path):
     """``bash benchmarks/gpu.sh OUTDIR --cpu``: the same parts as on a GPU, at tiny sizes (about 3 minutes on 2 busy
-    cores: four interpreters, each importing torch, timm and Hydra)."""
+    cores: four interpreters, each importing torch, timm and Hydra), with this test's Python (--python). Without a
+    wheelhouse, the set-up only checks that this Python meets benchmarks/gpu-requirements.txt."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "out"), "--cpu"], env=env,
-                          capture_output=True, text=True, timeout=900)
+    command = ["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "out"), "--cpu", "--python", sys.executable]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["kernels.txt", "loader.txt", "setup.txt", "step.txt", "summary.txt", "tests.txt"]
@@ -185,9 +218,14 @@ def test_gpu_command_runs_every_part_on_the_cpu(tmp_path):
         text = (tmp_path / "out" / name).read_text()
         assert all(h in text for h in HEADER), name
         assert text.startswith("# command: bash benchmarks/gpu.sh" if name in ("setup.txt", "summary.txt")
-                               else "# command: python "), name
+                               else f"# command: {sys.executable} "), name
+    setup = (tmp_path / "out" / "setup.txt").read_text()
+    assert re.search(rf"^hydra-core +>=1\.3\.2 +{re.escape(metadata.version('hydra-core'))} .* found$", setup, re.M)
+    listed = [line for line in (BENCHMARKS / "gpu-requirements.txt").read_text().splitlines()
+              if line.split("#")[0].strip()]
+    assert f"# set-up: {len(listed)} found, 0 missing; " in setup  # every requirement met by this Python
     summary = (tmp_path / "out" / "summary.txt").read_text()
     assert [line.split()[:2] for line in summary.splitlines() if line.endswith(".txt")] == \
-        [["tests", "ok"], ["step", "ok"], ["kernels", "ok"], ["loader", "ok"]]
+        [["setup", "ok"], ["tests", "ok"], ["step", "ok"], ["kernels", "ok"], ["loader", "ok"]]
     assert "# goal: pool 9 ≥ 0.95× pool 3" in summary and "# goal: end to end ≥ 0.90 × model only" in summary
     assert "skipped" in summary  # the gpu tests, saying so

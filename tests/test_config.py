@@ -1,4 +1,6 @@
 """Bad values stop before any work, with one line naming the key and the allowed values."""
+import json
+import re
 import subprocess
 import sys
 
@@ -56,3 +58,28 @@ def test_cli_stops_before_training(tmp_path, args, message):
     assert message in out.stderr
     assert "epoch" not in out.stdout + out.stderr  # nothing trained
     assert not list(tmp_path.rglob("results.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("root,message", [
+    ("/no/such/dir", "data.root=/no/such/dir: no such directory"),
+    ("EMPTY", "no train/ folder"),  # an empty data root: refused, not a `failed` run
+])
+def test_a_run_refused_before_any_work_leaves_nothing_on_disk(tmp_path, root, message):
+    work, empty = tmp_path / "work", tmp_path / "empty"
+    work.mkdir()
+    empty.mkdir()
+    out = _cli("data=folder", f"data.root={empty if root == 'EMPTY' else root}", cwd=work)
+    assert out.returncode != 0 and message in out.stderr, out.stderr[-2000:]
+    assert not list(work.iterdir()) and not list(empty.iterdir())  # no outputs/<date>/<time>/, no ablate.log
+
+
+@pytest.mark.slow
+def test_a_runs_last_line_is_bare_with_status_top1_time_and_relative_record_path(tmp_path):
+    out = _cli("model=xs", "train.epochs=1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = out.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"completed: top-1 (\d+\.\d\d)% in \d+ s; record: (outputs/[^ ]+/results\.json)", last)
+    assert match, last
+    record = json.loads((tmp_path / match[2]).read_text())
+    assert f"{record['top1']:.2f}" == match[1] and record["status"] == "completed"

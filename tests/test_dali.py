@@ -15,29 +15,33 @@ from timm.data.auto_augment import AugmentOp
 
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed: pip install -e '.[dali]'")
 
+from fake_images import photo  # noqa: E402
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402
 
-from ablate import compose  # noqa: E402
-from ablate.data.dali.transforms import BINS_PER_LEVEL, FILL, RandAugment, timm_rand_augment  # noqa: E402
-from ablate.data import build_data  # noqa: E402
-from ablate.data.fake import photo  # noqa: E402
-from ablate.errors import UnreadableImageError  # noqa: E402
-from ablate.run.distributed import Dist  # noqa: E402
-from ablate.errors import ConfigError  # noqa: E402
-from ablate.data.loaders import build_loaders  # noqa: E402
 import ablate.run.train  # noqa: E402
+from ablate import compose  # noqa: E402
+from ablate.config.spec import to_spec
+from ablate.data import build_data  # noqa: E402
+from ablate.data.dali.transforms import BINS_PER_LEVEL, FILL, RandAugment, timm_rand_augment  # noqa: E402
+from ablate.data.loaders import build_loaders  # noqa: E402
+from ablate.errors import (
+    ConfigError,  # noqa: E402
+    UnreadableImageError,  # noqa: E402
+)
 from ablate.run.checkpoint import CHECKPOINT  # noqa: E402
+from ablate.run.distributed import Dist  # noqa: E402
 from ablate.run.train import run  # noqa: E402
 
 CPU = torch.device("cpu")
+ONE_PROCESS = Dist()
 PAPER = "rand-m9-mstd0.5-inc1"
 
 
-def loaders(root, *overrides: str, world: Dist = Dist()):
+def loaders(root, *overrides: str, world: Dist = ONE_PROCESS):
     cfg = compose(["data=folder", f"data.root={root}", "data.loader=dali", "data.img_size=32", "train.batch_size=4",
                    "train.global_batch=null", *overrides])  # a few images: train=paper's 1024 would not fit
-    data = build_data(cfg)
-    return data, *build_loaders(cfg, data, world, CPU)
+    data = build_data(to_spec(cfg))
+    return data, *build_loaders(to_spec(cfg), data, CPU, rank=world.rank, world_size=world.world_size)
 
 
 def epoch(batches, number: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -131,10 +135,10 @@ def test_paper_recipe_trains_with_dali_and_resumes_exactly(tmp_path, photo_tree,
             save(tmp_path / "resumed" / CHECKPOINT, state)
 
     monkeypatch.setattr(ablate.run.train, "save_checkpoint", keep_the_first)
-    whole = run(cfg, tmp_path / "whole")
+    whole = run(to_spec(cfg), tmp_path / "whole")
     monkeypatch.undo()
     assert whole.status == "completed" and whole.data_info["loader"] == "dali"
-    assert run(cfg, tmp_path / "resumed").status == "completed"
+    assert run(to_spec(cfg), tmp_path / "resumed").status == "completed"
     whole_rows, resumed_rows = (_losses(tmp_path / d / "history.csv") for d in ("whole", "resumed"))
     assert len(whole_rows) == 2 and whole_rows == resumed_rows
 

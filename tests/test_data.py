@@ -8,20 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from omegaconf import OmegaConf
-
 from ablate import compose
 from ablate.config import CONF_DIR
+from ablate.config.spec import to_spec
 from ablate.data import build_data
 from ablate.data.fashion_mnist import FILES, read_idx
-from ablate.errors import UnreadableImageError
 from ablate.data.imagenet100 import class_list
 from ablate.data.imagenet100 import main as build_imagenet100
 from ablate.data.transforms import eval_transform, train_transform
-from ablate.errors import ConfigError
+from ablate.errors import ConfigError, UnreadableImageError
 
 CLASS_LIST = "imagenet100_wnids.txt"
 WNIDS = sorted(resources.files("ablate.reference").joinpath(CLASS_LIST).read_text().split())
@@ -38,7 +37,7 @@ def data_cfg(name: str, root: Path | None, *overrides: str):
 def test_paper_train_transform_honours_randaug_and_reprob():
     cfg = compose(["train.randaug=rand-m9-mstd0.5-inc1", "train.reprob=0.25", "train.color_jitter=0.4",
                    "data.img_size=32"])
-    t = train_transform(cfg)
+    t = train_transform(to_spec(cfg))
     text = repr(t)
     assert "RandAugment" in text and "RandomErasing" in text and "RandomHorizontalFlip" in text
     assert "m=9, mstd=0.5" in text and "RandomErasing(p=0.25, mode=pixel" in text
@@ -50,7 +49,7 @@ def test_paper_train_transform_honours_randaug_and_reprob():
 def test_posterize_at_the_top_magnitude_gives_a_black_image():
     # rand-m9-mstd0.5 clips the magnitude to 10 for 2% of draws, where timm asks PIL for 0 bits (Pillow 13 raises).
     cfg = compose(["train.randaug=rand-m10-inc1", "data.img_size=32"])
-    ops = next(step.ops for step in train_transform(cfg).transforms if hasattr(step, "ops"))
+    ops = next(step.ops for step in train_transform(to_spec(cfg)).transforms if hasattr(step, "ops"))
     posterize = next(op for op in ops if op.name == "PosterizeIncreasing")
     posterize.prob = 1.0
     assert posterize(Image.new("RGB", (8, 8), (200, 100, 50))).getpixel((0, 0)) == (0, 0, 0)
@@ -58,14 +57,14 @@ def test_posterize_at_the_top_magnitude_gives_a_black_image():
 
 def test_short_recipe_train_transform_has_no_heavy_augmentation():
     cfg = compose(["train.randaug=null", "train.reprob=0", "train.color_jitter=0.3", "data.img_size=32"])
-    text = repr(train_transform(cfg))
+    text = repr(train_transform(to_spec(cfg)))
     assert "RandAugment" not in text and "RandomErasing" not in text
     assert "ColorJitter" in text and "interpolation=bicubic)" in text
 
 
 def test_eval_transform_resizes_by_crop_pct_then_centre_crops():
     cfg = compose(["data.img_size=224"])
-    t = eval_transform(cfg)
+    t = eval_transform(to_spec(cfg))
     assert f"size={int(224 / cfg.model.crop_pct)}" in repr(t) and "bicubic" in repr(t) and "CenterCrop" in repr(t)
     assert t(Image.new("RGB", (300, 260))).shape == (3, 224, 224)
 
@@ -76,7 +75,7 @@ def test_folder_loads_train_and_val_with_sorted_labels(image_tree):
     root = image_tree(["dog", "cat", "fox"], per_class=3)
     (root / "train" / ".ipynb_checkpoints").mkdir()  # hidden folders are not classes
     (root / "train" / "cat" / "notes.txt").write_text("not an image")
-    bundle = build_data(data_cfg("folder", root))
+    bundle = build_data(to_spec(data_cfg("folder", root)))
     assert bundle.num_classes == 3 and bundle.train.classes == ["cat", "dog", "fox"]
     assert (len(bundle.train), len(bundle.val)) == (9, 9)
     assert bundle.info == {"root": str(root), "num_classes": 3, "train_images": 9, "val_images": 9, "verified": True,
@@ -89,27 +88,27 @@ def test_folder_loads_train_and_val_with_sorted_labels(image_tree):
 def test_imagenet_uses_the_same_loader_and_needs_1000_classes(image_tree, monkeypatch):
     root = image_tree(WNIDS[:3])
     with pytest.raises(ConfigError, match="train/ has 3 class folders, data=imagenet needs 1000"):
-        build_data(data_cfg("imagenet", root))
+        build_data(to_spec(data_cfg("imagenet", root)))
     monkeypatch.setattr("ablate.data.imagenet.NUM_CLASSES", 3)
-    bundle = build_data(data_cfg("imagenet", root))
+    bundle = build_data(to_spec(data_cfg("imagenet", root)))
     assert bundle.num_classes == 3 and bundle.info["train_images"] == 6 and bundle.info["verified"] is False
 
 
 @pytest.mark.parametrize("name", ["folder", "imagenet", "imagenet100"])
 def test_root_null_is_a_clear_error(name):
     with pytest.raises(ConfigError, match=f"data.root must point to .*data={name}"):
-        build_data(data_cfg(name, None))
+        build_data(to_spec(data_cfg(name, None)))
 
 
 def test_missing_root_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=f"data.root={tmp_path / 'nope'}: no such directory"):
-        build_data(data_cfg("folder", tmp_path / "nope"))
+        build_data(to_spec(data_cfg("folder", tmp_path / "nope")))
 
 
 def test_missing_split_is_a_clear_error(image_tree):
     root = image_tree(splits=["train"])
     with pytest.raises(ConfigError, match=r"no val/ folder"):
-        build_data(data_cfg("folder", root))
+        build_data(to_spec(data_cfg("folder", root)))
 
 
 def test_flat_split_without_class_folders_is_a_clear_error(image_tree):
@@ -117,7 +116,7 @@ def test_flat_split_without_class_folders_is_a_clear_error(image_tree):
     (root / "val").mkdir()
     (root / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes((root / "train" / "cat" / "cat_0.JPEG").read_bytes())
     with pytest.raises(ConfigError, match=r"val/ has no class folders"):
-        build_data(data_cfg("folder", root))
+        build_data(to_spec(data_cfg("folder", root)))
 
 
 def test_class_folder_without_images_is_a_clear_error(image_tree):
@@ -126,7 +125,7 @@ def test_class_folder_without_images_is_a_clear_error(image_tree):
         f.unlink()
     (root / "val" / "dog" / "readme.txt").write_text("no images here")
     with pytest.raises(ConfigError, match=r"no images \(.*\) in val/ class folders: dog$"):
-        build_data(data_cfg("folder", root))
+        build_data(to_spec(data_cfg("folder", root)))
 
 
 def test_val_classes_must_equal_train_classes(image_tree):
@@ -134,7 +133,7 @@ def test_val_classes_must_equal_train_classes(image_tree):
     image_tree(["owl"], splits=["val"])
     (root / "val" / "fox").rename(root / "val" / "hen")
     with pytest.raises(ConfigError, match=r"missing in val/: fox; only in val/: hen, owl"):
-        build_data(data_cfg("folder", root))
+        build_data(to_spec(data_cfg("folder", root)))
 
 
 @pytest.fixture
@@ -149,12 +148,12 @@ def tree_with_broken_image(image_tree) -> tuple[Path, Path]:
 def test_verify_lists_unreadable_images_at_start_up(tree_with_broken_image):
     root, broken = tree_with_broken_image
     with pytest.raises(ConfigError, match=rf"1 unreadable image\(s\): {broken} \("):
-        build_data(data_cfg("folder", root))
+        build_data(to_spec(data_cfg("folder", root)))
 
 
 def test_without_verify_an_unreadable_image_fails_naming_its_path(tree_with_broken_image):
     root, broken = tree_with_broken_image
-    bundle = build_data(data_cfg("folder", root, "data.verify=false"))
+    bundle = build_data(to_spec(data_cfg("folder", root, "data.verify=false")))
     index = [path for path, _ in bundle.train.samples].index(str(broken))
     bundle.train[index - 1]  # its readable neighbour loads
     with pytest.raises(UnreadableImageError, match=f"cannot read image {broken}"):
@@ -171,7 +170,7 @@ def test_shipped_class_list_has_100_unique_wnids():
 
 def test_imagenet100_reads_a_prebuilt_tree(image_tree):
     root = image_tree(WNIDS, per_class=1)
-    bundle = build_data(data_cfg("imagenet100", root))
+    bundle = build_data(to_spec(data_cfg("imagenet100", root)))
     assert bundle.num_classes == 100 and bundle.train.classes == WNIDS
     assert bundle.info["source"] == "ImageNet-100 tree"
     assert bundle.info["class_list"] == CLASS_LIST and bundle.info["class_list_md5"] == class_list()[1]
@@ -186,7 +185,7 @@ def imagenet1k(image_tree) -> Path:
 
 
 def test_imagenet100_filters_an_imagenet1k_root(imagenet1k):
-    bundle = build_data(data_cfg("imagenet100", imagenet1k))
+    bundle = build_data(to_spec(data_cfg("imagenet100", imagenet1k)))
     assert bundle.num_classes == 100 and bundle.train.classes == WNIDS and bundle.info["train_images"] == 100
     assert bundle.info["source"] == "ImageNet-1K root filtered (102 class folders in train/)"
 
@@ -194,7 +193,7 @@ def test_imagenet100_filters_an_imagenet1k_root(imagenet1k):
 def test_imagenet100_lists_missing_classes(image_tree):
     root = image_tree(WNIDS[2:], per_class=1)
     with pytest.raises(ConfigError, match=rf"2 missing from train/: {WNIDS[0]}, {WNIDS[1]}; 2 missing from val/"):
-        build_data(data_cfg("imagenet100", root))
+        build_data(to_spec(data_cfg("imagenet100", root)))
 
 
 def test_builder_links_class_folders_and_is_idempotent(imagenet1k, tmp_path, capsys):
@@ -209,7 +208,7 @@ def test_builder_links_class_folders_and_is_idempotent(imagenet1k, tmp_path, cap
 
     assert build_imagenet100(["--imagenet", str(imagenet1k), "--out", str(out)]) == 0
     assert "train: 100 classes, 100 images (0 new links, 100 already there)" in capsys.readouterr().out
-    bundle = build_data(data_cfg("imagenet100", out))
+    bundle = build_data(to_spec(data_cfg("imagenet100", out)))
     assert bundle.info["source"] == "ImageNet-100 tree" and bundle.info["val_images"] == 100
 
 
@@ -270,7 +269,7 @@ def write_fashion(root: Path, n_train: int = 20, n_val: int = 10, gz: bool = Tru
 @pytest.mark.parametrize("gz", [True, False])
 def test_fashion_mnist_from_idx_files(tmp_path, gz):
     root = write_fashion(tmp_path / "fm", gz=gz)
-    bundle = build_data(data_cfg("fashion_mnist", root))
+    bundle = build_data(to_spec(data_cfg("fashion_mnist", root)))
     assert bundle.num_classes == 10 and (len(bundle.train), len(bundle.val)) == (20, 10)
     x, y = bundle.train[3]
     assert x.shape == (3, 32, 32) and int(y) == 3 and torch.equal(x[0], x[2])
@@ -282,7 +281,7 @@ def test_fashion_mnist_missing_files_name_them_and_the_package(tmp_path):
     root = write_fashion(tmp_path / "fm")
     (root / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(ConfigError, match=r"missing t10k-labels-idx1-ubyte \(or .gz\).*apt-get install dataset-"):
-        build_data(data_cfg("fashion_mnist", root))
+        build_data(to_spec(data_cfg("fashion_mnist", root)))
 
 
 def test_fashion_mnist_default_root_is_the_debian_path():
@@ -293,7 +292,7 @@ def test_fashion_mnist_default_root_is_the_debian_path():
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason=f"Debian package dataset-fashion-mnist not installed "
                                                          f"({DEBIAN_FASHION} missing)")
 def test_fashion_mnist_from_the_debian_package():
-    bundle = build_data(compose(["data=fashion_mnist"]))
+    bundle = build_data(to_spec(compose(["data=fashion_mnist"])))
     assert (len(bundle.train), len(bundle.val), bundle.num_classes) == (60000, 10000, 10)
     assert bundle.train[0][0].shape == (3, 32, 32)
     assert sorted(torch.bincount(bundle.val.tensors[1]).tolist()) == [1000] * 10

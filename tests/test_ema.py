@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from ablate import ConfigError, compose
+from ablate.config.spec import to_spec
+from ablate.record import RunRecord, read_val_correct, write_record, write_val_correct
 from ablate.reference import table5
 from ablate.report.build import load_runs, main, summarize
-from ablate.run.record import RunRecord, read_val_correct, write_record, write_val_correct
 from ablate.run.train import run
 
 EMA = ["model=xs", "train.epochs=3", "train.ema_decay=0.9"]
@@ -40,12 +41,12 @@ def results(run_dir: Path) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_ema_is_recorded_and_a_resumed_run_is_exact(tmp_path, monkeypatch, interrupt_at_epoch):
     cfg = compose(EMA)
-    whole = run(cfg, tmp_path / "whole")
+    whole = run(to_spec(cfg), tmp_path / "whole")
     with monkeypatch.context() as m:
         interrupt_at_epoch(2, m)
         with pytest.raises(KeyboardInterrupt):
-            run(cfg, tmp_path / "split")
-    split = run(cfg, tmp_path / "split")
+            run(to_spec(cfg), tmp_path / "split")
+    split = run(to_spec(cfg), tmp_path / "split")
     assert split.status == "completed"
     assert results(tmp_path / "split") == results(tmp_path / "whole")  # every digit, the EMA's columns included
     states = [torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["ema"] for name in ("whole", "split")]

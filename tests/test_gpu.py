@@ -16,11 +16,12 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from ablate import build_model, compose
-from ablate.config.model import min_train_bytes
+from ablate.config.spec import to_spec
 from ablate.data.loaders import TensorBatches
+from ablate.model.build import min_train_bytes
 from ablate.model.pooling import IMPLEMENTATIONS, box_pool
+from ablate.record import HISTORY
 from ablate.run.distributed import Dist
-from ablate.run.record import HISTORY
 from ablate.run.train import evaluate, run
 
 CUDA = torch.cuda.is_available()
@@ -46,7 +47,7 @@ def _dali():
 def test_recipe_precision_with_fused_adamw_gives_a_finite_loss(tmp_path, device, compiled):
     """bf16 autocast (train.amp, the paper recipe's precision on CUDA), fused AdamW, and torch.compile on and off."""
     cfg = compose([*TINY, "train.amp=true", "train.fused_optimizer=true", f"train.compile={str(compiled).lower()}"])
-    record = run(cfg, tmp_path / "run")
+    record = run(to_spec(cfg), tmp_path / "run")
     assert record.status == "completed", record.error
     (row,) = read_history(tmp_path / "run")
     assert math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"]) and row["top1"] > 0
@@ -62,13 +63,13 @@ def test_a_cuda_checkpoint_resumes_to_the_same_next_epoch(tmp_path, monkeypatch,
     torch.use_deterministic_algorithms(True, warn_only=True)
     request.addfinalizer(lambda: torch.use_deterministic_algorithms(False))
     overrides = [*TINY, "train.epochs=2", "train.warmup_epochs=1", "train.cudnn_benchmark=false"]
-    run(compose(overrides), tmp_path / "straight")
+    run(to_spec(compose(overrides)), tmp_path / "straight")
     with monkeypatch.context() as m:
         interrupt_at_epoch(2, m)
         with pytest.raises(KeyboardInterrupt):
-            run(compose(overrides), tmp_path / "resumed")
+            run(to_spec(compose(overrides)), tmp_path / "resumed")
     assert len(read_history(tmp_path / "resumed")) == 1
-    assert run(compose(overrides), tmp_path / "resumed").status == "completed"
+    assert run(to_spec(compose(overrides)), tmp_path / "resumed").status == "completed"
     straight, resumed = (read_history(tmp_path / name)[1] for name in ("straight", "resumed"))
     assert resumed["train_loss"] == pytest.approx(straight["train_loss"], rel=1e-2)
 
@@ -87,7 +88,7 @@ def test_the_memory_check_is_a_lower_bound_of_a_bf16_step(device):
         loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
     activations = torch.cuda.max_memory_allocated() - before
-    bound = min_train_bytes(cfg, 2)
+    bound = min_train_bytes(to_spec(cfg), 2)
     assert bound <= activations <= 4 * bound, (bound, activations)
 
 
@@ -135,8 +136,9 @@ def test_tensor_batches_on_cuda_are_the_cpu_batches(monkeypatch, device, off_dev
 def _dali_val(root: Path, device: torch.device):
     from ablate.data import build_data
     from ablate.data.loaders import build_loaders
-    cfg = compose(["data=folder", f"data.root={root}", "data.loader=dali", "data.img_size=32", "train.batch_size=2"])
-    return build_loaders(cfg, build_data(cfg), Dist(), device)[1]
+    cfg = to_spec(compose(["data=folder", f"data.root={root}", "data.loader=dali", "data.img_size=32",
+                           "train.batch_size=2"]))
+    return build_loaders(cfg, build_data(cfg), device)[1]
 
 
 @pytest.mark.parametrize("device", ["cpu", ON_CUDA])

@@ -7,9 +7,10 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 import ablate.config.checks
 import ablate.data.loaders
 from ablate import ConfigError, compose
+from ablate.config.spec import to_spec
 from ablate.data import build_data
-from ablate.data.transforms import erase_batch
 from ablate.data.loaders import TensorBatches, pick_loader
+from ablate.data.transforms import erase_batch
 
 
 def test_tensor_batches_equal_a_dataloaders():
@@ -38,16 +39,16 @@ def test_loader_choice_is_checked_before_training(image_tree, monkeypatch):
 
 def test_auto_takes_dali_only_for_image_folders_on_cuda(image_tree, monkeypatch):
     cfg = compose(["data=folder", f"data.root={image_tree()}", "data.img_size=32"])
-    folders, cuda, cpu = build_data(cfg), torch.device("cuda", 0), torch.device("cpu")
-    assert cfg.data.loader == "auto" and pick_loader(cfg, folders, cpu) == "torch"
+    folders, cuda, cpu = build_data(to_spec(cfg)), torch.device("cuda", 0), torch.device("cpu")
+    assert cfg.data.loader == "auto" and pick_loader(to_spec(cfg), folders, cpu) == "torch"
     for installed, picked in ((True, "dali"), (False, "torch")):
-        monkeypatch.setattr(ablate.data.loaders, "dali_installed", lambda: installed)
-        assert pick_loader(cfg, folders, cuda) == picked
+        monkeypatch.setattr(ablate.data.loaders, "dali_installed", lambda installed=installed: installed)
+        assert pick_loader(to_spec(cfg), folders, cuda) == picked
     digits = compose()
-    assert pick_loader(digits, build_data(digits), cuda) == "tensors"
+    assert pick_loader(to_spec(digits), build_data(to_spec(digits)), cuda) == "tensors"
     monkeypatch.setattr(ablate.config.checks, "dali_installed", lambda: True)
     with pytest.raises(ConfigError, match="data.loader=dali reads class-folder trees"):
-        pick_loader(compose(["+data.loader=dali"]), build_data(digits), cuda)
+        pick_loader(to_spec(compose(["+data.loader=dali"])), build_data(to_spec(digits)), cuda)
 
 
 # --- random erasing on whole batches ------------------------------------------------------------------------------

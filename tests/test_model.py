@@ -4,9 +4,9 @@ import timm
 import torch
 
 from ablate import build_model, compose, model_stats
-from ablate.reference import table5
 from ablate.config import group_options
 from ablate.model import ACTS, MIXERS, NORMS, set_pooling
+from ablate.reference import table5
 
 ROWS = list(table5.rows())
 

@@ -8,6 +8,7 @@ from torch import nn
 import ablate.config.checks
 from ablate import build_model, compose, model_stats
 from ablate.config.design import name_run
+from ablate.config.spec import to_spec
 from ablate.model import MIXERS
 from ablate.model.mixers import TokenMixer
 from ablate.report.build import build_report
@@ -54,7 +55,7 @@ def test_traits_reach_the_name_and_the_stats(shift, monkeypatch):
 @pytest.mark.slow
 def test_a_new_mixer_trains_and_reaches_the_report(shift, tmp_path):
     overrides = ["mixer=shift", "pool_size=5"]
-    record = run(compose(["model=xs", "train.epochs=1", *overrides]), tmp_path / "run", overrides)
+    record = run(to_spec(compose(["model=xs", "train.epochs=1", *overrides]), overrides), tmp_path / "run")
     assert record.status == "completed" and record.variant == "mixer=shift, pool_size=5"
     assert record.frozen_params_m > 0
     table = build_report([tmp_path / "run"], tmp_path / "report").read_text()

@@ -1,9 +1,9 @@
 """One job per GPU on one machine (hydra/launcher=parallel): free slots taken by lock, not by job number, and a
 sweep run through hydra-joblib-launcher with fewer slots than jobs."""
 import json
+import logging
 import multiprocessing
 import os
-import queue
 import re
 import subprocess
 import sys
@@ -17,9 +17,24 @@ from ablate.sweep.slots import GpuSlots, pin_gpu
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="hydra/launcher=parallel needs hydra-joblib-launcher")
 
 
+class SetWhenWaiting(logging.Handler):
+    """Sets ``event`` when claim_slot says that every slot is taken and it waits."""
+
+    def __init__(self, event: multiprocessing.Event) -> None:
+        super().__init__()
+        self.event = event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "are taken: waiting" in record.getMessage():
+            self.event.set()
+
+
 def hold_a_slot(folder: Path, slots: int, given: str | None, got: multiprocessing.Queue,
-                release: multiprocessing.Event) -> None:
-    """A worker: pin its GPU, say which, and keep the slot until released."""
+                release: multiprocessing.Event, waiting: multiprocessing.Event) -> None:
+    """A worker: pin its GPU, say which, and keep the slot until released; ``waiting`` is set while it waits."""
+    log = logging.getLogger(GpuSlots.__module__)  # ablate.sweep.slots's, which says when it waits
+    log.setLevel(logging.INFO)
+    log.addHandler(SetWhenWaiting(waiting))
     if given is None:
         os.environ.pop("CUDA_VISIBLE_DEVICES", None)
     else:
@@ -37,23 +52,25 @@ def test_workers_take_free_slots_and_a_dead_workers_slot_is_taken_again(tmp_path
     workers = []
 
     def start(given: str | None) -> tuple:
-        release = ctx.Event()
-        worker = ctx.Process(target=hold_a_slot, args=(tmp_path, 2, given, got, release))
+        release, waiting = ctx.Event(), ctx.Event()
+        worker = ctx.Process(target=hold_a_slot, args=(tmp_path, 2, given, got, release, waiting))
         worker.start()
         workers.append((worker, release))
-        return worker, release
+        return worker, release, waiting
 
     try:
-        first, second = start("4,6"), start("4,6")
-        claims = sorted(got.get(timeout=20)[1:] for _ in range(2))
-        assert claims == [(0, "4", "4", True), (1, "6", "6", True)]  # the slot-th GPU of those given
-        third, _ = start(None)
-        with pytest.raises(queue.Empty):  # both slots are held: the third worker waits
-            got.get(timeout=0.5)
+        first, _ = start("4,6"), start("4,6")
+        claims = {pid: rest for pid, *rest in (got.get(timeout=20) for _ in range(2))}
+        # The slot-th GPU of those given.
+        assert sorted(claims.values()) == [[0, "4", "4", True], [1, "6", "6", True]]
+        third, _, third_waits = start(None)
+        assert third_waits.wait(20)  # both slots are held: the third worker says it waits...
+        assert got.empty()  # ...and has claimed none
         first[1].set()
         first[0].join(10)
         pid, slot, gpu, visible, same = got.get(timeout=20)
-        assert pid == third.pid and slot in (0, 1) and gpu == visible == str(slot) and same
+        # The first worker's slot, freed by its exit; its GPU named by the slot, as none were given.
+        assert pid == third.pid and slot == claims[first[0].pid][0] and gpu == visible == str(slot) and same
     finally:
         for worker, release in workers:
             release.set()

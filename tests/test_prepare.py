@@ -3,11 +3,12 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from fake_images import photo
 from PIL import Image
 
 from ablate import compose
+from ablate.config.spec import to_spec
 from ablate.data import build_data
-from ablate.data.fake import photo
 from ablate.data.imagenet100 import link_class
 from ablate.data.prepare import main as prepare
 
@@ -48,7 +49,7 @@ def test_prepare_bounds_the_shorter_side_and_is_rerunnable(tmp_path, capsys):
     assert prepare(["--src", str(src), "--out", str(out), "--short-side", "256", "--workers", "1"]) == 0
     assert "0 resized, 0 re-encoded, 0 copied, 16 kept" in capsys.readouterr().out
     assert digest(out) == copy and digest(src) == before
-    bundle = build_data(compose(["data=folder", f"data.root={out}", "data.img_size=32"]))
+    bundle = build_data(to_spec(compose(["data=folder", f"data.root={out}", "data.img_size=32"])))
     assert (bundle.num_classes, len(bundle.train), len(bundle.val)) == (2, 8, 8)
 
 

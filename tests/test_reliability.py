@@ -2,6 +2,8 @@
 import errno
 import json
 import os
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -16,11 +18,12 @@ import torch
 
 import ablate.run.train
 from ablate import compose
+from ablate.config.spec import to_spec
 from ablate.errors import CheckpointError, ConfigError, RunDirError
-from ablate.run.record import read_record, read_val_correct
-from ablate.run.rundir import locked
-from ablate.sweep.jobs import job_dirname, sweep_dirname
+from ablate.files import locked
+from ablate.record import read_record, read_val_correct
 from ablate.run.train import run
+from ablate.sweep.jobs import job_dirname, sweep_dirname
 
 TINY = ["model=xs", "train.epochs=2"]
 
@@ -35,7 +38,7 @@ def half_done(tmp_path, monkeypatch, interrupt_at_epoch) -> Path:
     with monkeypatch.context() as m:
         interrupt_at_epoch(2, m)
         with pytest.raises(KeyboardInterrupt):
-            run(compose(TINY), tmp_path / "run", TINY)
+            run(to_spec(compose(TINY), TINY), tmp_path / "run")
     return tmp_path / "run"
 
 
@@ -54,7 +57,7 @@ def test_another_config_is_refused_naming_the_keys_and_nothing_changes(half_done
     before = snapshot(half_done)
     other = ["model=xs", "train.epochs=2", "mixer=identity", "train.lr=5e-3", "data.img_size=64"]
     with pytest.raises(RunDirError) as refused:
-        run(compose(other), half_done, other)
+        run(to_spec(compose(other), other), half_done)
     message = str(refused.value)
     assert "holds a run of another config" in message and "\n" not in message
     assert "mixer.name: pooling → identity" in message and "train.lr: 0.002 → 0.005" in message
@@ -64,13 +67,13 @@ def test_another_config_is_refused_naming_the_keys_and_nothing_changes(half_done
 
 @pytest.mark.slow
 def test_a_completed_run_is_skipped_only_for_its_own_config(tmp_path):
-    run(compose(TINY), tmp_path, TINY)
+    run(to_spec(compose(TINY), TINY), tmp_path)
     before = snapshot(tmp_path)
     # The same config spelled otherwise, and a path that does not decide the result, still skip.
-    assert run(compose([*TINY, "pool_size=3", "wandb.enabled=false"]), tmp_path).status == "completed"
+    assert run(to_spec(compose([*TINY, "pool_size=3", "wandb.enabled=false"])), tmp_path).status == "completed"
     assert snapshot(tmp_path) == before
     with pytest.raises(RunDirError, match="train.epochs: 2 → 3"):
-        run(compose(["model=xs", "train.epochs=3"]), tmp_path, ["model=xs", "train.epochs=3"])
+        run(to_spec(compose(["model=xs", "train.epochs=3"]), ["model=xs", "train.epochs=3"]), tmp_path)
     assert snapshot(tmp_path) == before  # .hydra/overrides.yaml included
 
 
@@ -78,7 +81,7 @@ def test_a_completed_run_is_skipped_only_for_its_own_config(tmp_path):
 def test_a_checkpoint_of_another_config_is_refused_when_the_record_is_lost(half_done):
     (half_done / "results.json").unlink()
     with pytest.raises(RunDirError, match=r"checkpoint.pt holds a run of another config \(train.lr"):
-        run(compose([*TINY, "train.lr=1e-3"]), half_done)
+        run(to_spec(compose([*TINY, "train.lr=1e-3"])), half_done)
 
 
 # --- the failure path loses nothing ---------------------------------------------------------------------------------
@@ -88,7 +91,7 @@ def test_a_failed_restart_keeps_the_progress(half_done):
     progress = read_record(half_done)
     (half_done / "checkpoint.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError):
-        run(compose(TINY), half_done, TINY)
+        run(to_spec(compose(TINY), TINY), half_done)
     record = read_record(half_done)
     assert record.status == "failed" and "is unreadable" in record.error
     assert (record.epochs_done, record.top1, record.started_at) == (progress.epochs_done, progress.top1,
@@ -99,14 +102,14 @@ def test_a_failed_restart_keeps_the_progress(half_done):
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["missing", "garbled"])
 def test_a_finished_run_without_its_record_is_recovered_from_its_checkpoint(tmp_path, damage):
-    done = run(compose(TINY), tmp_path, TINY)
+    done = run(to_spec(compose(TINY), TINY), tmp_path)
     history = (tmp_path / "history.csv").read_text()
     if damage == "missing":
         (tmp_path / "results.json").unlink()
         (tmp_path / "val_correct.npz").unlink()
     else:
         (tmp_path / "results.json").write_text('{"status": "compl')
-    record = run(compose(TINY), tmp_path, TINY)
+    record = run(to_spec(compose(TINY), TINY), tmp_path)
     assert record.status == "completed" and record.epochs_done == 2
     assert (record.top1, record.best_top1, record.train_loss) == (done.top1, done.best_top1, done.train_loss)
     assert read_record(tmp_path).top1 == done.top1
@@ -118,7 +121,7 @@ def test_a_finished_run_without_its_record_is_recovered_from_its_checkpoint(tmp_
 def test_stray_temp_files_are_removed_at_the_next_start(half_done):
     stray = half_done / ".checkpoint.pt.k3j2h1.tmp"  # as a kill during the first save leaves it
     stray.write_bytes(b"partial")
-    assert run(compose(TINY), half_done, TINY).status == "completed"
+    assert run(to_spec(compose(TINY), TINY), half_done).status == "completed"
     assert not stray.exists() and not list(half_done.glob(".*.tmp"))
 
 
@@ -128,7 +131,7 @@ def test_a_full_disk_fails_the_run_in_one_line(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(OSError):
-        run(compose(TINY), tmp_path, TINY)
+        run(to_spec(compose(TINY), TINY), tmp_path)
     record = read_record(tmp_path)
     line = f"no space left on device while writing {tmp_path / 'checkpoint.pt'}"
     assert record.status == "failed" and record.error == line
@@ -144,7 +147,7 @@ def test_the_record_is_written_before_any_work(tmp_path, monkeypatch):
         raise RuntimeError("stop here")
     monkeypatch.setattr(ablate.run.train, "build_data", build_data)
     with pytest.raises(RuntimeError):
-        run(compose(TINY), tmp_path, TINY)
+        run(to_spec(compose(TINY), TINY), tmp_path)
     assert seen["status"] == "running" and seen["epochs_done"] == 0 and seen["fingerprint"]
     assert (tmp_path / ".hydra" / "overrides.yaml").is_file()
     assert read_record(tmp_path).status == "failed"
@@ -166,12 +169,15 @@ def test_bad_values_and_unknown_keys_are_refused(overrides, message):
 
 
 def test_hydras_own_keys_are_free_form():
-    compose(["+hydra.launcher.additional_parameters.constraint=a100"])
+    # Hydra's keys pass ablate's key check, and leave ablate's config as it was; a misspelt group is still refused.
+    assert compose(["+hydra.launcher.additional_parameters.constraint=a100"]) == compose([])
+    with pytest.raises(ConfigError, match=r"hydr.launcher.additional_parameters.constraint is not a key"):
+        compose(["+hydr.launcher.additional_parameters.constraint=a100"])
 
 
 def test_an_image_size_beyond_memory_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"data.img_size=100000 with train.batch_size=64 needs at least [\d,.]+ GB"):
-        run(compose(["model=xs", "data.img_size=100000"]), tmp_path)
+        run(to_spec(compose(["model=xs", "data.img_size=100000"])), tmp_path)
     record = read_record(tmp_path)
     assert record.status == "failed" and record.epochs_done == 0 and not (tmp_path / "checkpoint.pt").exists()
 
@@ -187,7 +193,7 @@ def test_job_directories_are_one_to_one_and_bounded():
     assert sweep_dirname(["data.root=/a/x/y"]) != sweep_dirname(["data.root=/a/x.y"])
 
 
-HOLD = "import sys, time\nfrom ablate.run.rundir import locked\nwith locked(__import__('pathlib').Path(sys.argv[1])):\n" \
+HOLD = "import sys, time\nfrom ablate.files import locked\nwith locked(__import__('pathlib').Path(sys.argv[1])):\n" \
        "    print('held', flush=True)\n    time.sleep(60)\n"
 
 
@@ -313,8 +319,8 @@ class DevFull:
 def test_a_full_disk_is_recorded_even_when_not_one_byte_is_left(tmp_path, small_disk, monkeypatch):
     """A real small file system where mounting is allowed, else ENOSPC from every writer; either way the disk is
     full to the last byte when the run next writes, and the record still says why it failed."""
+    import ablate.record
     import ablate.run.checkpoint
-    import ablate.run.record
     run_dir = (small_disk or tmp_path) / "run"
     injected = DevFull(run_dir)
     evaluate = ablate.run.train.evaluate
@@ -327,10 +333,10 @@ def test_a_full_disk_is_recorded_even_when_not_one_byte_is_left(tmp_path, small_
         return result
     monkeypatch.setattr(ablate.run.train, "evaluate", evaluate_then_fill)
     if small_disk is None:
-        for module in (ablate.run.record, ablate.run.checkpoint):
+        for module in (ablate.record, ablate.run.checkpoint):
             monkeypatch.setattr(module, "open", injected, raising=False)
     with pytest.raises(OSError):
-        run(compose(TINY), run_dir, TINY)
+        run(to_spec(compose(TINY), TINY), run_dir)
     record = read_record(run_dir)
     line = f"{FULL} {run_dir / 'history.csv'}"
     assert record.status == "failed" and record.error == line, record.error
@@ -343,14 +349,14 @@ def test_a_full_disk_is_recorded_even_when_not_one_byte_is_left(tmp_path, small_
 def test_every_writer_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, layer):
     import numpy as np
 
+    import ablate.record
     import ablate.run.checkpoint
-    import ablate.run.record
     from ablate.errors import WriteError
-    from ablate.run.record import RunRecord, write_error, write_history, write_record, write_val_correct
+    from ablate.record import RunRecord, write_error, write_history, write_record, write_val_correct
     injected = DevFull(tmp_path)
     injected.full = True
     (tmp_path / ".reserve").write_bytes(b"")
-    for module in (ablate.run.record, ablate.run.checkpoint):
+    for module in (ablate.record, ablate.run.checkpoint):
         monkeypatch.setattr(module, "open", injected, raising=False)
     write = {
         "checkpoint.pt (torch)": lambda: ablate.run.checkpoint.save_checkpoint(
@@ -368,8 +374,8 @@ def test_every_writer_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, lay
 
 
 def test_files_follow_the_umask(tmp_path):
+    from ablate.record import RunRecord, write_record
     from ablate.report.outdir import staged
-    from ablate.run.record import RunRecord, write_record
     previous = os.umask(0o022)
     try:
         write_record(tmp_path / "run", RunRecord("g", "v"))
@@ -398,7 +404,7 @@ def read_only(tmp_path):
 
 def test_a_read_only_folder_is_refused_in_one_line(read_only):
     from ablate.errors import WriteError
-    from ablate.run.record import ensure_writable
+    from ablate.files import ensure_writable
     with pytest.raises(WriteError, match=rf"cannot write to {read_only}: "):
         ensure_writable(read_only / "outputs" / "run")
     with pytest.raises(WriteError, match=rf"cannot lock {read_only}: "):
@@ -464,41 +470,47 @@ def test_a_report_killed_while_publishing_leaves_the_old_one_whole(tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging, no old copy, no lock left
 
 
+# Publishes reports 0, 1, 2, ... of 20 files each into argv[1], saying each one's number once it is published.
+PUBLISHING = ("import sys, itertools\nfrom pathlib import Path\nfrom ablate.report.outdir import staged\n"
+              "for v in itertools.count():\n    with staged(Path(sys.argv[1])) as f:\n"
+              "        for i in range(20):\n            (f / f'{i}.md').write_text(f'{v}' * 50_000)\n"
+              "    print(v, flush=True)\n")
+
+
+def next_published(child: subprocess.Popen, out: Path) -> int:
+    """The number of the next report ``child`` says it published into ``out``. The bound covers a lock that a kill
+    left half-written, which is taken once its lease (60 s) has run out unrefreshed."""
+    ready, _, _ = select.select([child.stdout], [], [], 150)
+    if not ready:
+        lock = out.parent / f".{out.name}.lock"
+        pytest.fail(f"no report published in 150 s; beside it: {sorted(p.name for p in out.parent.iterdir())}, "
+                    f"lock marker: {lock.read_text() if lock.exists() else None!r}")
+    return int(child.stdout.readline())
+
+
 @pytest.mark.slow
 def test_kill_9_at_any_moment_leaves_a_whole_report(tmp_path):
     out = tmp_path / "report"
-    loop = ("import sys, itertools\nfrom pathlib import Path\nfrom ablate.report.outdir import staged\n"
-            "for v in itertools.count():\n    with staged(Path(sys.argv[1])) as f:\n"
-            "        for i in range(20):\n            (f / f'{i}.md').write_text(f'{v}' * 50_000)\n")
-    rng, published = np.random.default_rng(0), 0
+    rng = np.random.default_rng(0)
     for _ in range(6):
-        child = subprocess.Popen([sys.executable, "-c", loop, str(out)])
-        time.sleep(0.8 + rng.uniform(0, 0.6))
-        child.kill()
-        child.wait()
-        if out.exists():
-            versions = {text[:len(text) // 50_000] for text in report_files(out).values()}
-            assert len(versions) == 1 and len(report_files(out)) == 20, versions
-            published += 1
-    assert published >= 3  # the kills landed while reports were being published, not before the first
+        # Killed at a random moment of a publishing cycle, timed by the child's own reports (not by the clock,
+        # which a loaded machine stretches): after two reports, within the time the second one took.
+        child = subprocess.Popen([sys.executable, "-c", PUBLISHING, str(out)], stdout=subprocess.PIPE, bufsize=0)
+        try:
+            next_published(child, out)
+            start = time.monotonic()
+            last = next_published(child, out)
+            time.sleep(rng.uniform(0, time.monotonic() - start))
+        finally:
+            child.kill()
+            child.wait()
+        files = report_files(out)
+        versions = {text[:len(text) // 50_000] for text in files.values()}
+        assert len(versions) == 1 and len(files) == 20, versions
+        assert int(versions.pop()) >= last  # never a report older than one already published
     publish(out, {"a.md": "last"})
     assert report_files(out) == {"a.md": "last"}
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
-
-
-def test_a_report_folder_an_older_version_left_mixed_is_repaired(tmp_path, caplog):
-    from ablate.report.outdir import MANIFEST
-    out = tmp_path / "report"
-    out.mkdir()
-    (out / "a.md").write_text("new")  # moved in before the kill; the manifest still has the old hash
-    (out / "b.md").write_text("old")
-    (out / MANIFEST).write_text(json.dumps({"a.md": "0" * 64, "b.md": "0" * 64}))
-    for i in range(3):
-        (out / f".staging-{i}").mkdir()
-    (out / "notes.txt").write_text("mine")
-    publish(out, {"a.md": "newest", "b.md": "newest"})
-    assert report_files(out) == {"a.md": "newest", "b.md": "newest", "notes.txt": "mine"}
-    assert not list(out.glob(".staging-*")) and "repairing it" in caplog.text
 
 
 def test_a_report_keeps_files_it_did_not_write_and_cleans_stale_staging(tmp_path):
@@ -524,7 +536,7 @@ def test_out_naming_a_file_is_refused_in_one_line(tmp_path, capsys):
 
 
 def write_record_of(run_dir: Path, status: str = "completed", top1: float | None = 80.0, seed: int = 0) -> None:
-    from ablate.run.record import RunRecord, write_record
+    from ablate.record import RunRecord, write_record
     write_record(run_dir, RunRecord("Baseline", "PoolFormer", row="baseline", is_baseline=True, status=status,
                                     top1=top1, epochs_done=1, epochs=2, model="xs", data="digits", sweep="s",
                                     seed=seed))
@@ -535,7 +547,7 @@ def write_record_of(run_dir: Path, status: str = "completed", top1: float | None
 def test_wandb_online_without_a_server_goes_on_offline_with_one_warning(tmp_path, monkeypatch, caplog):
     import wandb
 
-    from ablate.run.record import RunRecord
+    from ablate.record import RunRecord
     from ablate.run.tracking import Tracker
     calls = []
 
@@ -546,7 +558,7 @@ def test_wandb_online_without_a_server_goes_on_offline_with_one_warning(tmp_path
         return type("Run", (), {"log": lambda *a, **k: None, "summary": {}, "finish": lambda *a, **k: None})()
     monkeypatch.setattr(wandb, "init", init)
     cfg = compose(["wandb.enabled=true", "wandb.mode=online"])
-    with Tracker(cfg, RunRecord("g", "v"), tmp_path) as tracker:
+    with Tracker(to_spec(cfg), RunRecord("g", "v"), tmp_path) as tracker:
         tracker.log({"epoch": 1, "top1": 1.0})
     assert calls == [("online", 30.0), ("offline", 30.0)]
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
@@ -555,13 +567,13 @@ def test_wandb_online_without_a_server_goes_on_offline_with_one_warning(tmp_path
 
 @pytest.mark.slow
 def test_real_wandb_online_with_no_server_goes_on_offline_in_bounded_time(tmp_path, monkeypatch, caplog):
-    from ablate.run.record import RunRecord
+    from ablate.record import RunRecord
     from ablate.run.tracking import Tracker
     monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: as with no network
     monkeypatch.setenv("WANDB_SILENT", "true")
     cfg = compose(["wandb.enabled=true", "wandb.mode=online", "wandb.init_timeout_s=5"])
-    with Tracker(cfg, RunRecord("g", "v"), tmp_path) as tracker:  # wandb's own timeout would be 90 s
+    with Tracker(to_spec(cfg), RunRecord("g", "v"), tmp_path) as tracker:  # wandb's own timeout would be 90 s
         tracker.log({"epoch": 1, "top1": 1.0})
     assert tracker.run is not None
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
@@ -572,13 +584,14 @@ def test_real_wandb_online_with_no_server_goes_on_offline_in_bounded_time(tmp_pa
 def test_wandb_that_fails_altogether_never_fails_the_run(tmp_path, monkeypatch, caplog):
     import wandb
 
-    from ablate.run.record import RunRecord
+    from ablate.record import RunRecord
     from ablate.run.tracking import Tracker
 
     def init(**kwargs):
         raise wandb.errors.UsageError("api_key not configured (no-tty)")
     monkeypatch.setattr(wandb, "init", init)
-    with Tracker(compose(["wandb.enabled=true", "wandb.mode=online"]), RunRecord("g", "v"), tmp_path) as tracker:
+    spec = to_spec(compose(["wandb.enabled=true", "wandb.mode=online"]))
+    with Tracker(spec, RunRecord("g", "v"), tmp_path) as tracker:
         tracker.log({"epoch": 1})
     assert tracker.run is None and "the run goes on" in caplog.text
 
@@ -589,19 +602,19 @@ def test_wandb_that_fails_altogether_never_fails_the_run(tmp_path, monkeypatch, 
     (["train.batch_size=5000"], r"train.batch_size=5000 exceeds the 1437 training images of data=digits"),
 ])
 def test_numbers_out_of_range_are_refused_before_any_work(overrides, message):
-    from ablate.config import check_run_config
+    from ablate.config.spec import run_spec
     with pytest.raises(ConfigError, match=message):
-        check_run_config(compose(overrides))
+        run_spec(compose(overrides))
 
 
 def test_a_batch_larger_than_an_image_folder_is_refused_without_decoding(image_tree):
     root = image_tree(("cat", "dog", "fox"), per_class=2)
     for path in (root / "train").rglob("*.JPEG"):
         path.write_bytes(b"not decoded")  # counted as files, never opened
-    from ablate.config import check_run_config
+    from ablate.config.spec import run_spec
     with pytest.raises(ConfigError, match=r"train.batch_size=7 exceeds the 6 training images of data=folder"):
-        check_run_config(compose(["data=folder", f"data.root={root}", "train.batch_size=7"]))
-    check_run_config(compose(["data=folder", f"data.root={root}", "train.batch_size=6"]))
+        run_spec(compose(["data=folder", f"data.root={root}", "train.batch_size=7"]))
+    run_spec(compose(["data=folder", f"data.root={root}", "train.batch_size=6"]))
 
 
 def test_hidden_files_and_folders_are_skipped_at_every_depth_and_counted(image_tree):
@@ -613,7 +626,7 @@ def test_hidden_files_and_folders_are_skipped_at_every_depth_and_counted(image_t
     (checkpoints / "dog_0-checkpoint.JPEG").write_bytes((root / "train" / "dog" / "dog_0.JPEG").read_bytes())
     (root / "val" / ".DS_Store").write_bytes(b"\0")
     (root / "val" / ".trash").mkdir()  # a hidden folder beside the classes: not a class
-    data = build_data(compose(["data=folder", f"data.root={root}", "data.img_size=32", "train.batch_size=2"]))
+    data = build_data(to_spec(compose(["data=folder", f"data.root={root}", "data.img_size=32", "train.batch_size=2"])))
     assert data.num_classes == 2 and len(data.train) == 4 and len(data.val) == 4
     assert not any("/." in path for path, _ in data.train.samples + data.val.samples)
     assert data.info["hidden_skipped"] == 3  # ._cat_0.JPEG, .ipynb_checkpoints/, .trash/ (.DS_Store is no image dir)
@@ -627,8 +640,8 @@ def test_an_unreadable_image_found_late_is_one_line_also_from_a_worker(image_tre
     root = image_tree(("cat", "dog"), per_class=2)
     broken = root / "train" / "cat" / "cat_1.JPEG"
     broken.write_bytes(broken.read_bytes()[:40])  # truncated
-    data = build_data(compose(["data=folder", f"data.root={root}", "data.verify=false", "data.img_size=32",
-                               "train.batch_size=2"]))
+    data = build_data(to_spec(compose(["data=folder", f"data.root={root}", "data.verify=false", "data.img_size=32",
+                               "train.batch_size=2"])))
     batches = iter(DataLoader(data.train, batch_size=4, num_workers=1))
     with pytest.raises(UnreadableImageError) as failed:
         list(batches)
@@ -676,6 +689,20 @@ def test_a_marker_whose_heartbeat_stopped_long_ago_is_taken_at_once(tmp_path):
         holder.wait()
 
 
+def test_a_marker_refreshed_after_it_was_judged_left_is_put_back(tmp_path):
+    from ablate.files import _remove_marker
+    marker = tmp_path / ".lock"
+    marker.write_text("pid=1\n")
+    old = time.time() - 600
+    os.utime(marker, (old, old))
+    seen = marker.stat()
+    os.utime(marker)  # the holder's heartbeat, between the look and the removal
+    _remove_marker(marker, seen)
+    assert marker.read_text() == "pid=1\n" and list(tmp_path.iterdir()) == [marker]
+    _remove_marker(marker, marker.stat())  # unchanged since the look: removed
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_bad_checkpoint_is_called_untrusted_or_corrupt_never_to_be_loaded_unsafely(tmp_path):
     from ablate.run.checkpoint import load_checkpoint
 
@@ -707,9 +734,15 @@ class UncompletedJobError(RuntimeError):
     """As submitit names it, for a job that the cluster preempted and requeued."""
 
 
+class RequeuedLauncher:
+    """submitit's launcher, when the cluster preempted and requeued a job."""
+
+    def launch(self, job_overrides, initial_job_idx):
+        raise UncompletedJobError("Job 4242 (task: 0) with path ... has not produced any output (state: PENDING)")
+
+
 @pytest.mark.slow
 def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_path, monkeypatch, capsys):
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from omegaconf import OmegaConf
 
     from hydra_plugins.ablate_sweeper import AblateSweeper
@@ -717,14 +750,13 @@ def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_pat
     write_record_of(sweep_dir / "baseline" / "seed=0")
     write_record_of(sweep_dir / "baseline" / "seed=1", status="interrupted", top1=None, seed=1)
 
-    def requeued(self, arguments):
-        raise UncompletedJobError("Job 4242 (task: 0) with path ... has not produced any output (state: PENDING)")
-    monkeypatch.setattr(BasicSweeper, "sweep", requeued)
     sweeper = AblateSweeper(max_batch_size=None)
     sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}},
                                        "wandb": {"enabled": False, "mode": "offline"}})
+    sweeper.launcher = RequeuedLauncher()
+    monkeypatch.setattr(sweeper, "validate_batch_is_legal", lambda batch: None)  # no Hydra context here
     with pytest.raises(SystemExit) as ended:
-        sweeper.sweep([])
+        sweeper.sweep(["seed=0,1"])
     assert ended.value.code == 143
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("interrupted (SIGTERM, or jobs that SLURM cancelled or requeued)")
@@ -737,13 +769,17 @@ def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_pat
 def test_a_sweep_interrupted_mid_job_writes_its_report_and_exits_143(tmp_path):
     proc = cli("-m", "pool_size=3,5", "model=xs", "train.epochs=3", "hydra.sweep.dir=sweep", cwd=tmp_path)
     records = tmp_path / "sweep"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:  # the first job done, the second past its first epoch
+    # Signalled on the event (the first job done, the second past its first epoch), not at a time: the bound is
+    # for a machine so loaded that the event never comes.
+    deadline, reached = time.time() + 900, False
+    while not reached and time.time() < deadline and proc.poll() is None:
         states = [json.loads(p.read_text()) for p in records.glob("*/seed=0/results.json")]
-        if len(states) == 2 and sorted(s["status"] for s in states)[0] == "completed" and \
-                min(s["epochs_done"] for s in states) >= 1:
-            break
+        reached = len(states) == 2 and sorted(s["status"] for s in states)[0] == "completed" and \
+            min(s["epochs_done"] for s in states) >= 1
         time.sleep(0.2)
+    if not reached:
+        proc.kill()
+        pytest.fail(f"the second job never passed its first epoch: {proc.communicate()[0][-3000:]}")
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, out[-3000:]
@@ -752,7 +788,19 @@ def test_a_sweep_interrupted_mid_job_writes_its_report_and_exits_143(tmp_path):
     statuses = sorted(json.loads(p.read_text())["status"] for p in records.glob("*/seed=0/results.json"))
     assert statuses == ["completed", "interrupted"]
     table = (records / "report" / "table.md").read_text()
-    assert "interrupted" in table and "completed" not in table.split("interrupted")[0][-5:]
+    assert "2 runs (1 completed, 1 interrupted)" in table
+    rows = table_rows(table)
+    # The first job's top-1 with its one seed; the second's cell names its status, not a top-1 of a part-trained run.
+    assert re.fullmatch(r"\d+\.\d\d \(1\)", rows["Baseline"]["Top-1 (%)"]), rows["Baseline"]
+    assert "5" in rows["Token mixers"]["Variant"] and rows["Token mixers"]["Top-1 (%)"] == "interrupted"
+
+
+def table_rows(table: str) -> dict[str, dict[str, str]]:
+    """The rows of a report's table.md as {column: cell}, by their group (where each group has one row)."""
+    lines = [line.strip("| ").split(" | ") for line in table.splitlines()
+             if line.startswith("| ") and not line.startswith("| ---")]
+    header, *rows = lines
+    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
 
 
 @pytest.mark.slow

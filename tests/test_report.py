@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 from scipy import stats
 
+from ablate.record import RunRecord, read_record, write_record, write_val_correct
 from ablate.reference import table5
-from ablate.report.plots import plot_acc_vs_macs, plot_bars
-from ablate.run.record import RunRecord, read_record, write_record, write_val_correct
 from ablate.report.build import build_report, load_runs, main, summarize
 from ablate.report.effects import paper_agreement
+from ablate.report.plots import plot_acc_vs_macs, plot_bars
 from ablate.report.tables import DELTA_SEEDS, cells
-from ablate.run.tracking import log_report
+from ablate.specs import WandbSpec
+from ablate.sweep.callback import log_report_to_wandb
 
 SHARED = ["model=xs", "train.epochs=3"]
 BASELINE = "PoolFormer, xs model (paper: S12)"  # Table 5's PoolFormer-S12 design at the xs size
@@ -374,7 +374,7 @@ def test_acc_vs_macs_numbers_points_and_goes_log_across_decades(tmp_path: Path) 
 
 
 def test_wandb_off_logs_nothing(report: Path) -> None:
-    log_report(OmegaConf.create({"wandb": {"enabled": False, "mode": "offline"}}), report, "t")
+    log_report_to_wandb(WandbSpec(enabled=False, mode="offline"), report, "t")
     assert not (report / "wandb").exists()
 
 
@@ -382,8 +382,7 @@ def test_wandb_off_logs_nothing(report: Path) -> None:
 def test_wandb_gets_the_summary_table_in_the_sweeps_group(report: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
     out = shutil.copytree(report, tmp_path / "out")
-    cfg = OmegaConf.create({"wandb": {"enabled": True, "mode": "offline", "project": "ablate", "entity": None}})
-    log_report(cfg, out, "t")
+    log_report_to_wandb(WandbSpec(enabled=True, mode="offline", project="ablate", entity=None), out, "t")
     tables = list((out / "wandb").glob("offline-run-*/files/media/table/*.table.json"))
     assert len(tables) == 1
     logged = json.loads(tables[0].read_text())

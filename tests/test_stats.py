@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ablate.report.stats import compare_images, exact_mean, exact_percent, holm, mcnemar_exact, paired_t, \
-    rank_agreement
+from ablate.report.stats import compare_images, exact_mean, exact_percent, holm, mcnemar_exact, paired_t, rank_agreement
 
 IMAGES = 360  # digits' validation set
 BASE = np.array([354, 352, 353])  # the baseline's correct counts over three seeds

@@ -1,4 +1,4 @@
-"""python -m ablate.sweep.status on a sweep that is still going: a hand-made one with every kind of run, and a real one."""
+"""python -m ablate.status on a sweep that is still going: a hand-made one with every kind of run, and a real one."""
 import json
 import subprocess
 import sys
@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
-from ablate.run.record import RunRecord, write_record
-from ablate.sweep.status import collect, job_line, summary, table
 from test_layout import HEAVY, imported_after
+
+from ablate.record import RunRecord, write_record
+from ablate.sweep.status import collect, job_line, summary, table
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 JOB_LIST = """\
@@ -88,8 +88,8 @@ def test_without_a_job_list_the_runs_still_show(sweep: Path) -> None:
 
 
 def test_cli_prints_the_status_without_torch(sweep: Path) -> None:
-    modules, out = imported_after(f"import runpy\nsys.argv = ['ablate.sweep.status', {str(sweep)!r}]\n"
-                                  "runpy.run_module('ablate.sweep.status', run_name='__main__')")
+    modules, out = imported_after(f"import runpy\nsys.argv = ['ablate.status', {str(sweep)!r}]\n"
+                                  "runpy.run_module('ablate.status', run_name='__main__')")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == str(sweep) and "identity,model=xs/seed=1  pending" in out.stdout
     assert out.stdout.splitlines()[-1].startswith("5 runs: 2 completed")
@@ -101,7 +101,7 @@ def test_cli_fails_in_one_line_without_runs(tmp_path: Path, make_dir: bool) -> N
     target = tmp_path / "nothing"
     if make_dir:
         target.mkdir()
-    out = subprocess.run([sys.executable, "-m", "ablate.sweep.status", str(target)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "ablate.status", str(target)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 1 and out.stderr.startswith(f"error: {target}") and out.stderr.count("\n") == 1
 
@@ -128,7 +128,7 @@ def test_status_of_a_real_sweep_while_it_runs(tmp_path: Path) -> None:
                                  stderr=subprocess.STDOUT)
     try:
         _first_epoch_done(tmp_path / "sweep")
-        out = subprocess.run([sys.executable, "-m", "ablate.sweep.status", "sweep"], cwd=tmp_path, capture_output=True,
+        out = subprocess.run([sys.executable, "-m", "ablate.status", "sweep"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=60)
     finally:
         sweep.terminate()

@@ -15,12 +15,12 @@ from torch.utils.data import DistributedSampler
 import ablate.data.augment
 import ablate.data.store
 from ablate import ConfigError, compose
+from ablate.config.spec import to_spec
 from ablate.data import build_data
 from ablate.data.augment import TrainRecipe, to_normalised
 from ablate.data.loaders import TensorBatches, build_loaders, pick_loader
 from ablate.data.prepare import main as prepare_main
-from ablate.data.store import MANIFEST, PixelSplit, checksum, train_pixels, write_store
-from ablate.run.distributed import Dist
+from ablate.data.store import MANIFEST, PixelSplit, checksum, write_store
 from ablate.run.train import run
 
 CPU = torch.device("cpu")
@@ -47,14 +47,20 @@ def test_store_holds_the_images_pixels_exactly(tree, tmp_path):
     assert manifest["images"] == {"train": 7, "val": 4} and manifest["classes"] == ["c0", "c1"]
     assert manifest["checksum"] == checksum(out) and manifest["layout"]["long_side"] == 43
     cfg = compose(["data=folder", f"data.root={out}", "data.img_size=32", "model.crop_pct=0.875", "train=paper"])
-    data = build_data(cfg)
+    data = build_data(to_spec(cfg))
     (pixels, labels), meta = data.train.tensors, data.train.transform.meta
     assert pixels.shape == (7, 32, 43, 3) and labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
     files = sorted((tree / "train").rglob("*.JPEG"))  # the scan's order: class, then name
     for i, path in enumerate(files):
-        expected, h, w, transposed = train_pixels(Image.open(path), 32, 43)
-        assert meta[i].tolist() == [h, w, int(transposed)]
-        assert torch.equal(pixels[i, :expected.shape[0], :expected.shape[1]], torch.from_numpy(expected.copy()))
+        # PIL's own bicubic resize to a short side of 32: 60 × 45 → 43 × 32 (60 × 32 / 45 = 42.7), a portrait
+        # 45 × 60 → 32 × 43, stored transposed to landscape.
+        img = Image.open(path).convert("RGB")
+        portrait = img.height > img.width
+        expected = np.asarray(img.resize((32, 43) if portrait else (43, 32), Image.BICUBIC))
+        if portrait:
+            expected = expected.transpose(1, 0, 2)
+        assert meta[i].tolist() == ([43, 32, 1] if portrait else [32, 43, 0])
+        assert torch.equal(pixels[i], torch.from_numpy(expected.copy()))
     assert meta[files.index(tree / "train/c1/tall.JPEG")].tolist() == [43, 32, 1]  # portrait: stored transposed
     # Val: timm's eval transform, exactly.
     timm_eval = create_transform(32, is_training=False, crop_pct=0.875, interpolation="bicubic")
@@ -113,25 +119,26 @@ def test_auto_picks_the_batched_path_for_stores_and_augmenting_recipes(tree, tmp
     out = tmp_path / "store"
     write_store(tree, out, short_side=32, img_size=32, workers=1)
     store_cfg = compose(["data=folder", f"data.root={out}", "data.img_size=32"])
-    store = build_data(store_cfg)
-    assert pick_loader(store_cfg, store, CPU) == "batched"
+    store = build_data(to_spec(store_cfg))
+    assert pick_loader(to_spec(store_cfg), store, CPU) == "batched"
+    torch_loader = to_spec(compose(["data=folder", f"data.root={out}", "data.img_size=32", "data.loader=torch"]))
     with pytest.raises(ConfigError, match="is a pixel store, read by data.loader=batched"):
-        pick_loader(compose(["data=folder", f"data.root={out}", "data.img_size=32", "data.loader=torch"]), store, CPU)
+        pick_loader(torch_loader, store, CPU)
     with pytest.raises(ConfigError, match="prepared for data.img_size=32 and model.crop_pct=0.9, not 64"):
-        build_data(compose(["data=folder", f"data.root={out}", "data.img_size=64"]))
+        build_data(to_spec(compose(["data=folder", f"data.root={out}", "data.img_size=64"])))
     folder_cfg = compose(["data=folder", f"data.root={tree}", "data.img_size=32", "data.loader=batched"])
     with pytest.raises(ConfigError, match="reads a pixel store or an in-memory set; make a store"):
-        pick_loader(folder_cfg, build_data(folder_cfg), CPU)
-    digits = build_data(compose())
-    assert pick_loader(compose(), digits, CPU) == "tensors"  # the default run: unchanged
-    assert pick_loader(compose(["train=paper"]), digits, CPU) == "batched"
-    assert pick_loader(compose(["+data.loader=batched"]), digits, CPU) == "batched"
+        pick_loader(to_spec(folder_cfg), build_data(to_spec(folder_cfg)), CPU)
+    digits = build_data(to_spec(compose()))
+    assert pick_loader(to_spec(compose()), digits, CPU) == "tensors"  # the default run: unchanged
+    assert pick_loader(to_spec(compose(["train=paper"])), digits, CPU) == "batched"
+    assert pick_loader(to_spec(compose(["+data.loader=batched"])), digits, CPU) == "batched"
 
 
 def test_batched_loader_is_seeded_per_seed_epoch_and_rank():
     cfg = compose(["train=paper", "train.batch_size=16"])
-    data = build_data(cfg)
-    train, val = build_loaders(cfg, data, Dist(), CPU)
+    data = build_data(to_spec(cfg))
+    train, val = build_loaders(to_spec(cfg), data, CPU)
     assert isinstance(train, TensorBatches) and data.info["loader"] == "batched"
     x, y = next(iter(train))
     assert x.shape == (16, 3, 32, 32) and y.dtype == torch.int64
@@ -151,7 +158,7 @@ def test_batched_loader_is_seeded_per_seed_epoch_and_rank():
 
 def test_cpu_batches_come_from_one_thread_workers_and_do_not_depend_on_them(monkeypatch):
     pixels = torch.randint(0, 256, (96, 36, 48, 3), dtype=torch.uint8)
-    paper = TrainRecipe.from_config(compose(["train=paper"]), torch.tensor([36, 48, 0]).expand(96, 3))
+    paper = TrainRecipe.from_config(to_spec(compose(["train=paper"])), torch.tensor([36, 48, 0]).expand(96, 3))
     seen = []
 
     def recipe(batch, index, g):
@@ -180,7 +187,7 @@ def test_cpu_batches_come_from_one_thread_workers_and_do_not_depend_on_them(monk
 def test_a_batch_given_back_is_made_again_in_full():
     pixels = torch.randint(0, 256, (96, 36, 48, 3), dtype=torch.uint8)
     meta = torch.tensor([36, 48, 0]).expand(96, 3)
-    paper = TrainRecipe.from_config(compose(["train=paper"]), meta)
+    paper = TrainRecipe.from_config(to_spec(compose(["train=paper"])), meta)
     split = PixelSplit((pixels, torch.arange(96)), paper)
     fresh = [x for x, _ in TensorBatches(split, range(96), 16, True, CPU)]
     for workers in (0, 2):
@@ -198,12 +205,12 @@ def test_a_batch_given_back_is_made_again_in_full():
 def test_resumed_batched_run_continues_exactly(tmp_path, monkeypatch, interrupt_at_epoch):
     cfg = compose(["model=xs", "train=paper", "train.epochs=3", "train.warmup_epochs=1", "train.cooldown_epochs=0",
                    "train.batch_size=64", "train.lr=2e-3"])
-    run(cfg, tmp_path / "whole")
+    run(to_spec(cfg), tmp_path / "whole")
     with monkeypatch.context() as m:
         interrupt_at_epoch(2, m)
         with pytest.raises(KeyboardInterrupt):
-            run(cfg, tmp_path / "split")
-    record = run(cfg, tmp_path / "split")
+            run(to_spec(cfg), tmp_path / "split")
+    record = run(to_spec(cfg), tmp_path / "split")
     assert record.status == "completed" and record.data_info["loader"] == "batched"
     rows = [(tmp_path / name / "history.csv").read_text().splitlines() for name in ("whole", "split")]
     columns = rows[0][0].split(",")
@@ -217,7 +224,7 @@ def test_host_store_batches_equal_device_store_batches(monkeypatch):
         pytest.skip("needs CUDA")
     cuda = torch.device("cuda")
     cfg = compose(["train=paper", "train.batch_size=32", "train.reprob=0"])
-    data = build_data(cfg)
+    data = build_data(to_spec(cfg))
     train, _ = data.pixels(cfg)
     sampler = DistributedSampler(train, num_replicas=1, rank=0, seed=0)
     resident = list(TensorBatches(train, sampler, 32, True, cuda))

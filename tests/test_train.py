@@ -12,7 +12,8 @@ import pytest
 
 from ablate import compose
 from ablate.config.design import free_overrides, name_run
-from ablate.run.record import RunRecord, read_val_correct
+from ablate.config.spec import to_spec
+from ablate.record import RunRecord, read_val_correct
 from ablate.run.train import run
 
 # The record keys users and scripts rely on (docs/report.md, "A run's record").
@@ -52,7 +53,7 @@ def test_baseline_trains_on_digits_from_the_command_line(tmp_path):
                                        ["stage_mixers=[pooling,pooling,attention,attention]"], ["mixer=random"],
                                        ["stage_mixers=[pooling,pooling,spatial_fc,spatial_fc]"], ["act=silu"]])
 def test_variants_train(tmp_path, overrides):
-    record = run(compose(["model=xs", "train.epochs=1", *overrides]), tmp_path, overrides)
+    record = run(to_spec(compose(["model=xs", "train.epochs=1", *overrides]), overrides), tmp_path)
     assert record.status == "completed" and record.top1 is not None
     assert (tmp_path / "results.json").exists()
 
@@ -64,16 +65,16 @@ def _comparable(rows: list[dict[str, str]]) -> list[tuple]:
 @pytest.mark.slow
 def test_resumed_run_continues_exactly(tmp_path, monkeypatch, interrupt_at_epoch):
     cfg = compose(FAST + ["train.epochs=3"])
-    run(cfg, tmp_path / "whole")
+    run(to_spec(cfg), tmp_path / "whole")
 
     with monkeypatch.context() as m:
         interrupt_at_epoch(2, m)
         with pytest.raises(KeyboardInterrupt):
-            run(cfg, tmp_path / "split")
+            run(to_spec(cfg), tmp_path / "split")
     assert json.loads((tmp_path / "split/results.json").read_text())["status"] == "interrupted"
     assert len(history(tmp_path / "split")) == 1
 
-    record = run(cfg, tmp_path / "split")
+    record = run(to_spec(cfg), tmp_path / "split")
     assert record.status == "completed"
     assert _comparable(history(tmp_path / "split")) == _comparable(history(tmp_path / "whole"))
 
@@ -82,25 +83,25 @@ def test_resumed_run_continues_exactly(tmp_path, monkeypatch, interrupt_at_epoch
 def test_completed_run_is_skipped(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     cfg = compose(FAST)
-    first = run(cfg, tmp_path)
+    first = run(to_spec(cfg), tmp_path)
     stamp = (tmp_path / "history.csv").stat().st_mtime_ns
-    assert run(cfg, tmp_path) == first
+    assert run(to_spec(cfg), tmp_path) == first
     assert (tmp_path / "history.csv").stat().st_mtime_ns == stamp
     assert "skipping" in caplog.text
 
 
 @pytest.mark.slow
 def test_seed_decides_the_run(tmp_path):
-    a = run(compose(FAST), tmp_path / "a")
-    b = run(compose(FAST), tmp_path / "b")
-    c = run(compose(FAST + ["seed=1"]), tmp_path / "c")
+    a = run(to_spec(compose(FAST)), tmp_path / "a")
+    run(to_spec(compose(FAST)), tmp_path / "b")
+    c = run(to_spec(compose(FAST + ["seed=1"])), tmp_path / "c")
     assert _comparable(history(tmp_path / "a")) == _comparable(history(tmp_path / "b"))
     assert a.train_loss != c.train_loss
 
 
 @pytest.mark.slow
 def test_divergence_is_recorded_not_raised(tmp_path):
-    record = run(compose(["model=xs", "train.epochs=1", "train.lr=1e3", "norm=none"]), tmp_path)
+    record = run(to_spec(compose(["model=xs", "train.epochs=1", "train.lr=1e3", "norm=none"])), tmp_path)
     assert record.status == "diverged"
     # Checked every train.check_every (20) steps and at the end of the epoch (22 steps of 64 digits).
     assert re.fullmatch(r"loss became nan between step (1 and step 20|21 and step 22) of epoch 1", record.error)
@@ -140,10 +141,10 @@ def test_torchrun_data_parallel_on_cpu(tmp_path, torchrun):
 @pytest.mark.slow
 def test_wandb_is_off_by_default_and_offline_when_on(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    run(compose(FAST), tmp_path / "off")
+    run(to_spec(compose(FAST)), tmp_path / "off")
     assert not (tmp_path / "off/wandb").exists()
     for name in ("a", "b"):  # two runs in one process, as in a sweep: each gets its own wandb run
-        run(compose(FAST + ["wandb.enabled=true"]), tmp_path / name)
+        run(to_spec(compose(FAST + ["wandb.enabled=true"])), tmp_path / name)
         assert len(list((tmp_path / name / "wandb").glob("offline-run-*/*.wandb"))) == 1
 
 

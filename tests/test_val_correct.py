@@ -6,8 +6,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ablate import compose
+from ablate.config.spec import to_spec
+from ablate.record import read_val_correct, write_val_correct
 from ablate.run.distributed import Dist, gather_strided
-from ablate.run.record import read_val_correct, write_val_correct
 from ablate.run.train import run
 
 
@@ -28,7 +29,7 @@ def test_missing_or_truncated_file_reads_as_none(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_stores_its_last_epochs_correctness_in_data_set_order(tmp_path):
-    record = run(compose(["model=xs", "train.epochs=1"]), tmp_path)
+    record = run(to_spec(compose(["model=xs", "train.epochs=1"])), tmp_path)
     correct = read_val_correct(tmp_path)
     assert len(correct) == 360  # digits' validation split: 20% of 1,797 images
     assert 100 * correct.mean() == pytest.approx(record.top1)

@@ -4,7 +4,6 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
-from importlib.util import find_spec
 from pathlib import Path
 
 from hydra import compose as hydra_compose
@@ -12,7 +11,9 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ablate.data.dali import dali_installed
 from ablate.errors import ConfigError
+from ablate.specs import TrainSpec
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the repo's conf/, linked into the package
 GROUPS = ("model", "mixer", "norm", "act", "data", "train")
@@ -146,51 +147,13 @@ def check_config(cfg: DictConfig) -> None:
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
         raise ConfigError(f"seed={cfg.seed!r} must be an integer in 0..{MAX_SEED} (2**32-1, numpy's range)")
     check_loader(cfg)
-    accumulation_steps(t, int(os.environ.get("WORLD_SIZE", "1")))  # torchrun's process count, as training sees it
-
-
-def accumulation_steps(train: DictConfig, world_size: int) -> int:
-    """Micro-batches per optimiser step: ``train.global_batch`` over ``train.batch_size`` × ``world_size``, or 1
-    when ``global_batch`` is null (the global batch is then whatever the processes hold); ConfigError when they
-    do not divide."""
-    goal, batch = train.get("global_batch"), train.batch_size
-    if goal is None:
-        return 1
-    if isinstance(goal, bool) or not isinstance(goal, int) or goal < 1:
-        raise ConfigError(f"train.global_batch={goal!r} must be null or a positive integer")
-    if goal % (batch * world_size) == 0:
-        return goal // (batch * world_size)
-    if goal % world_size:
-        hint = f"run on a number of processes that divides {goal}"
-    else:  # the largest per-process batch up to the one asked for that divides each process's share
-        share = goal // world_size
-        hint = f"e.g. train.batch_size={max(b for b in range(1, min(batch, share) + 1) if share % b == 0)}"
-    raise ConfigError(f"train.global_batch={goal} is not a multiple of train.batch_size={batch} × {world_size} "
-                      f"process(es) = {batch * world_size}; {hint}")
-
-
-def check_run_config(cfg: DictConfig) -> None:
-    """``check_config``, and what only a run of ``cfg`` needs: ``train.batch_size`` against the training images,
-    counted without decoding (a folder's files only until there are enough), so a run that cannot form one batch
-    stops before loading anything."""
-    check_config(cfg)
-    from ablate.data.listing import train_images  # imports no torch
-    n = train_images(cfg, at_most=cfg.train.batch_size)
-    if n is not None and n < cfg.train.batch_size:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {n} training images of "
-                          f"data={cfg.data.name}; lower it")
-
-
-def dali_installed() -> bool:
-    try:
-        return find_spec("nvidia.dali") is not None
-    except ModuleNotFoundError:  # no `nvidia` namespace package at all
-        return False
+    # torchrun's process count, as training sees it
+    TrainSpec(**OmegaConf.to_container(t, resolve=True)).accumulation_steps(int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def check_loader(cfg: DictConfig) -> None:
     """``data.loader``: a known name, and DALI installed when it is asked for by name."""
-    loader = cfg.data.get("loader", "torch")
+    loader = cfg.data.get("loader", "auto")
     if loader not in LOADERS:
         raise ConfigError(f"data.loader={loader!r} is not one of: {', '.join(LOADERS)}")
     if loader == "dali" and not dali_installed():

@@ -7,15 +7,15 @@ spelled, so ``-m pool_size=3,5,7,9`` finds the paper's rows. A row's design come
 its own config (``sweeps/table5/<id>.yaml``), so a row's overrides are written once, there.
 """
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from omegaconf import DictConfig
 
-from ablate.reference import table5
 from ablate.config.checks import compose, stage_mixer_names
 from ablate.model import MIXERS
+from ablate.reference import table5
+from ablate.specs import RunName
 
 # Each config key that is part of the design, and its value for a config given its stages' mixers (None: the key
 # says nothing about this design, e.g. pool_size when no stage pools). Overrides of these keys change the design,
@@ -32,14 +32,6 @@ _DESIGN: dict[str, Callable[[DictConfig, list[str]], Any]] = {
 DESIGN_KEYS = frozenset(_DESIGN)
 # Override keys that are neither design nor settings: the seed, and the sweep rows that set a design.
 SELECTOR_KEYS = frozenset({"seed", "sweep"})
-
-
-@dataclass(frozen=True)
-class RunName:
-    row: str | None  # the Table 5 row id, when the design is one of the paper's
-    group: str
-    variant: str
-    is_baseline: bool
 
 
 def design(cfg: DictConfig) -> dict[str, Any]:

@@ -3,7 +3,8 @@ and CUDA, so CI runs the code a GPU runs.
 
 Per batch, in timm's order: the random-resized crop and horizontal flip, each image's box resized by the
 antialiased bilinear filter PIL uses (``resized_crops``); timm's RandAugment (``BatchRandAugment``: timm's string
-parsed by timm, its operations, n per image drawn with replacement, each applied with its probability and a magnitude drawn per operation);
+parsed by timm, its operations, n per image drawn with replacement, each applied with its probability and a magnitude
+drawn per operation);
 normalisation; random erasing (``erase_batch``). Mixup/cutmix stay in the training loop, which already applies timm's
 ``Mixup`` to the batch on the device. Values stay integers in 0-255 between operations, as PIL's uint8 images do.
 A GPU takes a batch in one pass; the CPU works through it in chunks of ``CPU_CHUNK`` images, and there worker
@@ -21,11 +22,11 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import Tensor
 
 from ablate.data.transforms import HFLIP, MEAN, RATIO, SCALE, STD, erase_batch, timm_rand_augment
 from ablate.errors import ConfigError
+from ablate.specs import RunSpec
 
 LEVEL = 10.0  # timm's magnitude scale: levels 0-10
 # Images per pass on the CPU: a chunk's float tensors (~10 MB at 224 px) stay in the allocator's reused memory
@@ -342,7 +343,7 @@ class TrainRecipe:
     spare: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)  # batches given back
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, meta: Tensor) -> "TrainRecipe":
+    def from_config(cls, cfg: RunSpec, meta: Tensor) -> "TrainRecipe":
         t = cfg.train
         if t.color_jitter and not t.randaug:  # timm drops colour jitter when RandAugment is on, as the paper did
             raise ConfigError(f"train.color_jitter={t.color_jitter} without train.randaug: colour jitter is not "

@@ -14,19 +14,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch.utils.data import TensorDataset
 
-from ablate.data import DATASETS, DataBundle
+from ablate.data import DATASETS, TRAIN_IMAGES, DataBundle
 from ablate.data.folder import root_dir
 from ablate.data.store import in_memory_pixels
 from ablate.errors import ConfigError
+from ablate.specs import RunSpec
 
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 HOLDS = ("a folder with the Fashion-MNIST IDX files " + ", ".join(f"{n}[.gz]" for pair in FILES.values() for n in pair)
          + " (`apt-get install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist)")
 NUM_CLASSES = 10
+TRAIN_SIZE = 60_000  # the official train split
 # IDX type codes (http://yann.lecun.com/exdb/mnist/): the data are big-endian.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -70,13 +71,18 @@ def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(images), torch.from_numpy(labels).long()
 
 
+@TRAIN_IMAGES.register("fashion_mnist")
+def train_images(cfg: RunSpec, at_most: int) -> int:
+    return TRAIN_SIZE
+
+
 @DATASETS.register("fashion_mnist")
-def fashion_mnist(cfg: DictConfig) -> DataBundle:
+def fashion_mnist(cfg: RunSpec) -> DataBundle:
     root = root_dir(cfg, HOLDS)
     (train_x, train_y), (val_x, val_y) = (load_split(root, split) for split in FILES)
     size = cfg.data.img_size
 
-    def as_pixels(cfg: DictConfig):
+    def as_pixels(cfg: RunSpec):
         return in_memory_pixels(cfg, (train_x, train_y), (val_x, val_y))
 
     def prepare(images: torch.Tensor) -> torch.Tensor:

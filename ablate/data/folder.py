@@ -21,14 +21,14 @@ from collections.abc import Callable
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
-from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ablate.data import DATASETS, DataBundle
-from ablate.data.listing import SPLITS, class_folders, load_image, preview, scan
+from ablate.data import DATASETS, TRAIN_IMAGES, DataBundle
+from ablate.data.listing import SPLITS, class_folders, count_images, load_image, preview, scan, split_dir
 from ablate.data.transforms import eval_transform, train_transform
 from ablate.errors import ConfigError
+from ablate.specs import RunSpec
 
 log = logging.getLogger(__name__)
 LAYOUT = "a folder with train/<class>/<image> and val/<class>/<image>"
@@ -48,7 +48,7 @@ class ImageFolderSplit(Dataset):
         return self.transform(load_image(path)), label
 
 
-def root_dir(cfg: DictConfig, holds: str) -> Path:
+def root_dir(cfg: RunSpec, holds: str) -> Path:
     """``data.root`` as an existing directory; ``holds`` describes what it must be, for the error."""
     if cfg.data.root is None:
         raise ConfigError(f"data.root must point to {holds} (data={cfg.data.name})")
@@ -82,7 +82,7 @@ def verify_images(samples: list[tuple[str, int]], where: str) -> None:
                           "remove or replace them (data.verify=false defers this check to loading)")
 
 
-def image_folder_bundle(cfg: DictConfig, root: Path, classes: list[str] | None = None,
+def image_folder_bundle(cfg: RunSpec, root: Path, classes: list[str] | None = None,
                         expect_classes: int | None = None) -> DataBundle:
     """Train/val sets of the tree at ``root`` with the paper's transforms.
 
@@ -116,6 +116,18 @@ def image_folder_bundle(cfg: DictConfig, root: Path, classes: list[str] | None =
                       ImageFolderSplit(val, classes, eval_transform(cfg)), len(classes), info)
 
 
+@TRAIN_IMAGES.register("folder")
+def tree_train_images(cfg: RunSpec, at_most: int) -> int | None:
+    """The images under train/'s class folders, up to ``at_most``; None for a pixel store (its own checks speak).
+    A root without train/ or without class folders in it is refused here, before a run writes anything."""
+    root = root_dir(cfg, LAYOUT)
+    if is_store(root):
+        return None
+    where = f"data.root={cfg.data.root}"
+    train = split_dir(root, "train", where)
+    return count_images([train / c for c in class_folders(root, "train", where)], at_most)
+
+
 @DATASETS.register("folder")
-def folder(cfg: DictConfig) -> DataBundle:
+def folder(cfg: RunSpec) -> DataBundle:
     return image_folder_bundle(cfg, root_dir(cfg, LAYOUT))

@@ -16,12 +16,11 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from omegaconf import DictConfig
-
-from ablate.data import DATASETS, DataBundle
-from ablate.data.folder import image_folder_bundle, is_store, root_dir
+from ablate.data import DATASETS, TRAIN_IMAGES, DataBundle
+from ablate.data.folder import image_folder_bundle, is_store, root_dir, tree_train_images
 from ablate.data.listing import SPLITS, class_folders, preview, scan, split_dir
 from ablate.errors import ConfigError
+from ablate.specs import RunSpec
 
 CLASS_LIST = "imagenet100_wnids.txt"
 LAYOUT = "an ImageNet-100 tree or an ImageNet-1K root (train/<wnid>/ and val/<wnid>/)"
@@ -41,8 +40,12 @@ def require_classes(root: Path, wnids: list[str], where: str) -> None:
         raise ConfigError(f"{where}: {found} (all {len(wnids)} classes of {CLASS_LIST} are needed)")
 
 
+# An ImageNet-1K root counts all its classes: an upper bound, which is what the batch check needs.
+TRAIN_IMAGES.register("imagenet100")(tree_train_images)
+
+
 @DATASETS.register("imagenet100")
-def imagenet100(cfg: DictConfig) -> DataBundle:
+def imagenet100(cfg: RunSpec) -> DataBundle:
     wnids, md5 = class_list()
     root = root_dir(cfg, LAYOUT)
     where = f"data.root={cfg.data.root}"

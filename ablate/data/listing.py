@@ -1,24 +1,20 @@
-"""Image files of a class-folder tree, listed without decoding and without torch (the config checks use it).
+"""Image files of a class-folder tree, listed without decoding and without torch.
 
 Names starting with "." are skipped at every depth: the AppleDouble ``._x.JPEG`` files that copying from a Mac
 leaves, ``.ipynb_checkpoints/``, ``.DS_Store``. Each skipped file or folder (not what a folder holds) is counted,
 for the run record.
 """
-import math
 import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from omegaconf import DictConfig
 from PIL import Image
 
 from ablate.errors import ConfigError, UnreadableImageError
 
 SPLITS = ("train", "val")
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
-DIGITS_IMAGES = 1797  # scikit-learn's load_digits
-FIXED_TRAIN_IMAGES = {"fashion_mnist": 60_000}
 
 
 def hidden(name: str) -> bool:
@@ -49,21 +45,6 @@ def count_images(folders: list[Path], at_most: int) -> int:
             if n >= at_most:
                 return n
     return n
-
-
-def train_images(cfg: DictConfig, at_most: int) -> int | None:
-    """How many training images ``cfg.data`` holds (up to ``at_most``), without loading them; None when unknown
-    here (the data set's own checks then speak first)."""
-    name = cfg.data.name
-    if name == "digits":  # train_test_split's test share is rounded up
-        return DIGITS_IMAGES - math.ceil(cfg.data.val_fraction * DIGITS_IMAGES)
-    if name in FIXED_TRAIN_IMAGES:
-        return FIXED_TRAIN_IMAGES[name]
-    root = cfg.data.get("root")
-    train = Path(root).expanduser() / "train" if isinstance(root, str) else None
-    if train is None or not train.is_dir():
-        return None
-    return count_images([p for p in train.iterdir() if p.is_dir() and not hidden(p.name)], at_most)
 
 
 def preview(names: list[str], k: int = 5) -> str:

@@ -10,19 +10,30 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import torch
-from omegaconf import DictConfig
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
-from ablate.config.checks import accumulation_steps, dali_installed
 from ablate.data import DataBundle
+from ablate.data.dali import dali_installed
 from ablate.data.folder import ImageFolderSplit
 from ablate.data.store import PixelSplit, to_device
-from ablate.run.distributed import Dist
 from ablate.errors import ConfigError
+from ablate.specs import RunSpec
 
 
 class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
     sampler: Sampler
+
+    def give_back(self, x: torch.Tensor) -> None:
+        """The consumer is done with ``x``, a batch's input: a later batch may be made in its memory. Loaders that
+        cannot reuse it ignore it."""
+
+
+class FileBatches(DataLoader):
+    """torch's DataLoader as ``Batches``: its worker processes send each batch in fresh memory, so nothing is given
+    back."""
+
+    def give_back(self, x: torch.Tensor) -> None:
+        pass
 
 
 class TensorBatches:
@@ -58,7 +69,7 @@ class TensorBatches:
 
     def give_back(self, x: torch.Tensor) -> None:
         """The consumer is done with ``x``, a batch's input: a later batch may be made in its memory (the recipe's
-        ``give_back``). Optional: a consumer that never calls it gets fresh memory for every batch."""
+        ``give_back``). A consumer that never calls it gets fresh memory for every batch."""
         if hasattr(self.transform, "give_back"):
             self.transform.give_back(x)
 
@@ -155,18 +166,19 @@ def batch_seed(epoch: int, i: int) -> int:
     return (epoch * 1_000_003 + i) % 2**63
 
 
-def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.device) -> tuple[Batches, Batches]:
-    """Train batches (shuffled by a seeded sampler, last partial batch dropped) and this rank's val batches."""
+def build_loaders(cfg: RunSpec, data: DataBundle, device: torch.device, *, rank: int = 0,
+                  world_size: int = 1) -> tuple[Batches, Batches]:
+    """Train batches (shuffled by a seeded sampler, last partial batch dropped) and val batches, of process
+    ``rank`` of ``world_size``."""
     t = cfg.train
-    accum = accumulation_steps(t, d.world_size)
-    if len(data.train) < t.batch_size * d.world_size * accum:
-        raise ConfigError(f"train.batch_size={t.batch_size} × {d.world_size} processes × {accum} accumulation "
+    accum = t.accumulation_steps(world_size)
+    if len(data.train) < t.batch_size * world_size * accum:
+        raise ConfigError(f"train.batch_size={t.batch_size} × {world_size} processes × {accum} accumulation "
                           f"steps exceeds the {len(data.train)} training images")
     # The sampler's seed and set_epoch fix each epoch's order, so a resumed run sees the same batches.
-    train_sampler = DistributedSampler(data.train, num_replicas=d.world_size, rank=d.rank, shuffle=True,
-                                       seed=cfg.seed)
+    train_sampler = DistributedSampler(data.train, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)
     # Each rank evaluates a disjoint slice, so no image is counted twice.
-    val_sampler = range(d.rank, len(data.val), d.world_size)
+    val_sampler = range(rank, len(data.val), world_size)
     specs = [(data.train, train_sampler, t.batch_size, True), (data.val, val_sampler, t.batch_size * 2, False)]
     loader = pick_loader(cfg, data, device)
     data.info["loader"] = loader  # data.info is the run record's data_info: auto resolves per machine
@@ -179,7 +191,7 @@ def build_loaders(cfg: DictConfig, data: DataBundle, d: Dist, device: torch.devi
         return dali_loaders(cfg, specs, device)
     common = {"num_workers": t.num_workers, "pin_memory": device.type == "cuda",
               "persistent_workers": t.num_workers > 0, "worker_init_fn": quiet_on_interrupt}
-    return tuple(DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=drop, **common)
+    return tuple(FileBatches(ds, batch_size=bs, sampler=sampler, drop_last=drop, **common)
                  for ds, sampler, bs, drop in specs)
 
 
@@ -198,14 +210,14 @@ def _exit_quietly(signum: int, frame: object) -> None:
     os._exit(0)
 
 
-def pick_loader(cfg: DictConfig, data: DataBundle, device: torch.device) -> str:
+def pick_loader(cfg: RunSpec, data: DataBundle, device: torch.device) -> str:
     """The loader ``data.loader`` names, with ``auto`` resolved to the fastest one available.
 
     A pixel store: ``batched``. In-memory sets: ``batched`` when the recipe augments images (train.randaug or
     train.reprob), else ``tensors`` (gathered as they are). Class-folder trees: ``dali`` on CUDA when installed,
     else ``torch``.
     """
-    asked = cfg.data.get("loader", "auto")
+    asked = cfg.data.loader
     where = f"data.loader={asked}"
     store = isinstance(data.train, PixelSplit)
     folders = isinstance(data.train, ImageFolderSplit) and isinstance(data.val, ImageFolderSplit)

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
@@ -35,6 +34,7 @@ from ablate.data import DataBundle
 from ablate.data.listing import SPLITS, class_folders, load_image, preview, scan
 from ablate.data.transforms import eval_pil
 from ablate.errors import ConfigError
+from ablate.specs import RunSpec
 
 MANIFEST = "store.json"  # folder.is_store looks for it
 FORMAT = "ablate-pixels-1"
@@ -160,7 +160,8 @@ def write_store(src: Path, out: Path, short_side: int = 256, long_side: int | No
     have = sum((out / f"{split}.u8").stat().st_blocks * 512 for split in SPLITS if (out / f"{split}.u8").exists())
     free = shutil.disk_usage(out).free
     if free < layout.total - have:
-        raise ConfigError(f"--out {out}: the store needs {gib(layout.total - have)} more, the disk has {gib(free)} free")
+        raise ConfigError(f"--out {out}: the store needs {gib(layout.total - have)} more, "
+                          f"the disk has {gib(free)} free")
     progress.write_text(json.dumps(settings))
     metas = {}
     for split in SPLITS:
@@ -240,7 +241,7 @@ def open_split(root: Path, split: str, manifest: dict) -> tuple[Tensor, Tensor, 
     return pixels, meta, labels
 
 
-def store_bundle(cfg: DictConfig, root: Path, classes: list[str] | None, expect_classes: int | None) -> DataBundle:
+def store_bundle(cfg: RunSpec, root: Path, classes: list[str] | None, expect_classes: int | None) -> DataBundle:
     """A store's train and val splits, checked against the config: the classes asked for, and the val crop."""
     from ablate.data.augment import TrainRecipe
     where = f"data.root={cfg.data.root}"
@@ -273,7 +274,7 @@ def eval_batch(batch: list[Tensor], *_) -> tuple[Tensor, Tensor]:
     return to_normalised(pixels), labels
 
 
-def in_memory_pixels(cfg: DictConfig, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
+def in_memory_pixels(cfg: RunSpec, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
                      ) -> tuple[PixelSplit, PixelSplit]:
     """An in-memory set (uint8 images N×H×W grey or N×H×W×3, labels) as store splits: train as they are, val made
     ready by the eval transform, as a store's is."""

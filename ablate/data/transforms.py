@@ -3,18 +3,19 @@
 Train: RandomResizedCrop(scale 0.08-1, ratio 3/4-4/3), hflip 0.5, RandAugment (``train.randaug``), colour jitter
 (``train.color_jitter``; timm drops it when RandAugment is on, as the paper's runs did), random erasing
 (``train.reprob``, per-pixel noise), ImageNet mean/std. Eval: bicubic resize to int(img_size / crop_pct), centre crop.
-The DALI path (ablate/dali_transforms.py) reads the same constants, so both loaders follow one recipe; it erases
+The DALI path (ablate/data/dali/transforms.py) reads the same constants, so both loaders follow one recipe; it erases
 with ``erase_batch``, timm's random erasing for a whole batch on its device.
 """
 import math
 from collections.abc import Callable
 
 import torch
-from omegaconf import DictConfig
 from PIL import Image, ImageOps
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from timm.data.auto_augment import RandAugment, rand_augment_transform
 from torchvision.transforms import Compose
+
+from ablate.specs import RunSpec
 
 SCALE = (0.08, 1.0)      # random-resized crop: fraction of the image's area
 RATIO = (3 / 4, 4 / 3)   # random-resized crop: aspect ratio range
@@ -22,17 +23,17 @@ HFLIP = 0.5
 MEAN, STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 
-def train_interpolation(cfg: DictConfig) -> str:
+def train_interpolation(cfg: RunSpec) -> str:
     # The paper trains with --train-interpolation random; the short recipe (no RandAugment) keeps eval's bicubic.
     return "random" if cfg.train.randaug else "bicubic"
 
 
-def eval_resize(cfg: DictConfig) -> int:
+def eval_resize(cfg: RunSpec) -> int:
     """The shorter side before the centre crop, as timm computes it from ``crop_pct``."""
     return int(cfg.data.img_size / cfg.model.crop_pct)
 
 
-def train_transform(cfg: DictConfig) -> Callable:
+def train_transform(cfg: RunSpec) -> Callable:
     t = cfg.train
     transform = create_transform(
         cfg.data.img_size, is_training=True, scale=SCALE, ratio=RATIO, hflip=HFLIP,
@@ -59,14 +60,15 @@ def posterize(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
     return ImageOps.posterize(img, bits_to_keep) if bits_to_keep > 0 else Image.new(img.mode, img.size)
 
 
-def eval_transform(cfg: DictConfig) -> Callable:
+def eval_transform(cfg: RunSpec) -> Callable:
     return create_transform(cfg.data.img_size, is_training=False, crop_pct=cfg.model.crop_pct,
                             interpolation="bicubic", mean=MEAN, std=STD)
 
 
 def eval_pil(img_size: int, crop_pct: float) -> Callable:
     """The eval transform's PIL part (resize and centre crop, bicubic): what a pixel store keeps of val images."""
-    resize, crop, *_ = create_transform(img_size, is_training=False, crop_pct=crop_pct, interpolation="bicubic").transforms
+    eval_transform = create_transform(img_size, is_training=False, crop_pct=crop_pct, interpolation="bicubic")
+    resize, crop, *_ = eval_transform.transforms
     return Compose([resize, crop])
 
 
@@ -91,6 +93,6 @@ def erase_batch(x: torch.Tensor, prob: float, tries: int = 10, generator: torch.
     top = (torch.rand(n, generator=g) * (h - eh + 1)).floor()
     left = (torch.rand(n, generator=g) * (w - ew + 1)).floor()
     boxes = torch.stack([torch.arange(n), top, left, eh, ew], 1)[erase].int().tolist()
-    for i, t, l, rh, rw in boxes:
-        x[i, :, t:t + rh, l:l + rw] = torch.randn(c, rh, rw, device=x.device, dtype=x.dtype, generator=noise)
+    for i, t, left, rh, rw in boxes:
+        x[i, :, t:t + rh, left:left + rw] = torch.randn(c, rh, rw, device=x.device, dtype=x.dtype, generator=noise)
     return x

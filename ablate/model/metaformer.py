@@ -22,7 +22,7 @@ Factory = Callable[[int], nn.Module]
 class MetaFormerBlock(nn.Module):
     """norm → token mixer → residual, then norm → channel MLP → residual."""
 
-    def __init__(self, dim: int, mixer: Factory, norm: Factory, act: type[nn.Module], mlp_ratio: float = 4.0,
+    def __init__(self, dim: int, *, mixer: Factory, norm: Factory, act: type[nn.Module], mlp_ratio: float = 4.0,
                  drop_path: float = 0.0, layer_scale_init: float | None = 1e-5, residual: bool = True,
                  channel_mlp: bool = True) -> None:
         super().__init__()
@@ -102,7 +102,7 @@ def _mixer(cls: type[nn.Module], dim: int, **kwargs) -> nn.Module:
 class MetaFormer(nn.Module):
     """A four-stage MetaFormer; ``mixers[i](dim)`` builds stage i's token mixer."""
 
-    def __init__(self, num_classes: int, depths: Sequence[int], dims: Sequence[int],
+    def __init__(self, num_classes: int, *, depths: Sequence[int], dims: Sequence[int],
                  mixers: Sequence[Factory], norm: Factory,
                  act: type[nn.Module], img_size: int = 224, mlp_ratio: float = 4.0, drop_path: float = 0.0,
                  layer_scale_init: float | None = 1e-5, residual: bool = True, channel_mlp: bool = True,
@@ -115,8 +115,9 @@ class MetaFormer(nn.Module):
         stages, prev = [], dims[0]
         for i, (depth, dim, grid) in enumerate(zip(depths, dims, stage_grids(img_size, len(depths)))):
             first = sum(depths[:i])
-            blocks = [MetaFormerBlock(dim, mixers[i], norm, act, mlp_ratio,
-                                      rates[first + j], layer_scale_init, residual, channel_mlp)
+            blocks = [MetaFormerBlock(dim, mixer=mixers[i], norm=norm, act=act, mlp_ratio=mlp_ratio,
+                                      drop_path=rates[first + j], layer_scale_init=layer_scale_init,
+                                      residual=residual, channel_mlp=channel_mlp)
                       for j in range(depth)]
             stages.append(MetaFormerStage(prev, dim, blocks, grid, position_embedding[i]))
             prev = dim
@@ -133,7 +134,7 @@ class MetaFormer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     @classmethod
-    def from_names(cls, depths: Sequence[int], dims: Sequence[int], mixers: str | Sequence[str] = "pooling",
+    def from_names(cls, *, depths: Sequence[int], dims: Sequence[int], mixers: str | Sequence[str] = "pooling",
                    pool_size: int = 3, norm: str = "mln", act: str = "gelu", num_classes: int = 1000,
                    img_size: int = 224, mlp_ratio: float = 4.0, drop_path: float = 0.0,
                    layer_scale_init: float | None = 1e-5, residual: bool = True,
@@ -154,9 +155,10 @@ class MetaFormer(nn.Module):
                 kwargs["grid"] = grid
             factories.append(partial(_mixer, mixer, **kwargs))
         first_position = next((i for i, mixer in enumerate(classes) if mixer.needs_position), None)
-        return cls(num_classes, depths, dims, factories, NORMS.get(norm), ACTS.get(act), img_size, mlp_ratio,
-                   drop_path, layer_scale_init, residual, channel_mlp,
-                   [i == first_position for i in range(len(names))])
+        return cls(num_classes, depths=depths, dims=dims, mixers=factories, norm=NORMS.get(norm), act=ACTS.get(act),
+                   img_size=img_size, mlp_ratio=mlp_ratio, drop_path=drop_path, layer_scale_init=layer_scale_init,
+                   residual=residual, channel_mlp=channel_mlp,
+                   position_embedding=[i == first_position for i in range(len(names))])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))

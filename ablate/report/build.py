@@ -20,17 +20,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ablate.errors import ReportError, RunDirError
+from ablate.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
 from ablate.reference import table5
 from ablate.report import paper
+from ablate.report.branches import COLUMN as BRANCH_COLUMN
+from ablate.report.branches import load_branches, mixer_at_init
+from ablate.report.branches import reading as branch_reading
 from ablate.report.effects import add_effects, paper_agreement
-from ablate.errors import ReportError, RunDirError
 from ablate.report.latex import latex_table
 from ablate.report.outdir import staged
 from ablate.report.plots import write_plots
 from ablate.report.stats import exact_percent
-from ablate.run.record import FIELD, HISTORY, RESULTS, STATUSES, fields_of_type, read_record
-from ablate.report.tables import DELTA_SEEDS, agreement_section, baseline_spread, cells, distinct, header, \
-    markdown_table, reading
+from ablate.report.tables import (
+    DELTA_SEEDS,
+    agreement_section,
+    baseline_spread,
+    cells,
+    distinct,
+    header,
+    markdown_table,
+    reading,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +121,7 @@ def unique_seeds(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     each seed that ran in several directories, naming them."""
     ranked = runs.assign(_rank=runs.status.ne("completed")).sort_values(["_rank", "run_dir"], kind="stable")
     warnings = []
-    for (group, variant, extra, seed), dup in ranked.groupby([*KEYS, "seed"], sort=False):
+    for (_group, variant, extra, seed), dup in ranked.groupby([*KEYS, "seed"], sort=False):
         if len(dup) > 1:
             label = variant + (f" [{extra}]" if extra else "")
             warnings.append(f"seed {seed} of {label} ran in {len(dup)} directories ({', '.join(map(str, dup.run_dir))}"
@@ -207,14 +218,17 @@ def write_report(runs: pd.DataFrame, out: Path) -> Path:
     with staged(Path(out)) as folder:
         table[CSV_COLUMNS].round(4).to_csv(folder / "table.csv", index=False)
         (folder / "agreement.json").write_text(json.dumps(agreement.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        branches = load_branches(runs)
         text = cells(table)
+        if not branches.empty:  # runs older than branches.csv: no column of dashes
+            text[BRANCH_COLUMN] = mixer_at_init(table, branches)
         (folder / "table.tex").write_text(latex_table(text[TEX_COLUMNS], table.group), encoding="utf-8")
-        plots = write_plots(table, load_history(runs), folder)
+        plots = write_plots(table, load_history(runs), branches, folder)
         images = "\n".join(f"![{title}]({path.name})" for title, path in plots.items())
         ema = "**Accuracies are the EMA model's (train.ema_decay).**\n\n" if runs.metric.eq("ema").any() else ""
-        (folder / "table.md").write_text(f"{header(runs, mixed, duplicates)}\n\n{ema}{reading(table)}\n\n"
-                                         f"{baseline_spread(table)}\n\n{markdown_table(text)}\n\n"
-                                         f"{agreement_section(agreement)}\n\n{images}\n", encoding="utf-8")
+        sections = [header(runs, mixed, duplicates), ema + reading(table), baseline_spread(table),
+                    markdown_table(text), branch_reading(branches), agreement_section(agreement), images]
+        (folder / "table.md").write_text("\n\n".join(filter(None, sections)) + "\n", encoding="utf-8")
     return Path(out) / "table.md"
 
 

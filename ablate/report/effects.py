@@ -15,10 +15,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ablate.record import read_val_correct
 from ablate.report.paper import IMAGENET
-from ablate.report.stats import (ALPHA, NO_INTERVAL, Agreement, ImageComparison, Interval, compare_images,
-                                 exact_mean, exact_percent, holm, paired_t, rank_agreement)
-from ablate.run.record import read_val_correct
+from ablate.report.stats import (
+    ALPHA,
+    NO_INTERVAL,
+    Agreement,
+    ImageComparison,
+    Interval,
+    compare_images,
+    exact_mean,
+    exact_percent,
+    holm,
+    paired_t,
+    rank_agreement,
+)
 
 EFFECT_COLUMNS = ["delta", "delta_lo", "delta_hi", "n_pairs", "delta_p", "delta_why", "image_seed", "image_delta",
                   "image_lo", "image_hi", "n_images", "image_lost", "image_won", "image_p", "image_why",
@@ -151,7 +162,7 @@ def paper_agreement(table: pd.DataFrame, data: Sequence[str]) -> PaperAgreement:
             ranked.append(row)
             if not_run(row._asdict()):
                 result.partial[row.label] = not_run(row._asdict())
-    for paper_row, parts in pd.DataFrame(ranked).groupby("row", sort=False) if ranked else []:
+    for _row, parts in pd.DataFrame(ranked).groupby("row", sort=False) if ranked else []:
         if len(parts) > 1:
             result.splits[parts.variant.iloc[0]] = list(parts.label)
         result.compared.append(Compared(

@@ -7,15 +7,13 @@ report left are removed by the next one.
 
 The manifest (``.ablate-report.json``) holds the hash of every file a report wrote. A file in ``out`` that is not
 in it, or that changed since, is someone else's: it is carried into the new report, unless the new report has a
-file of that name, which refuses the report. A folder that an older ablate left half-published (it moved files in
-one by one; its ``.staging-*`` folders inside ``out`` show a kill) is repaired: its files count as the report's.
+file of that name, which refuses the report.
 """
 import ctypes
 import errno
 import glob
 import hashlib
 import json
-import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -23,12 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ablate.errors import ReportError, WriteError
-from ablate.run.record import fresh_path
-from ablate.run.rundir import locked
+from ablate.files import fresh_path, locked
 
-log = logging.getLogger(__name__)
 MANIFEST = ".ablate-report.json"
-OLD_ARTEFACTS = (".lock", ".staging-*")  # what older versions kept inside the folder
 WAIT_S = 600.0  # another sweep's report takes seconds; wait for it rather than fail
 
 
@@ -85,18 +80,10 @@ def _carry_over(staging: Path, out: Path) -> None:
     replace one."""
     manifest = out / MANIFEST
     written = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    half_published = any(p.is_dir() for p in out.glob(".staging-*"))
-    if half_published:
-        log.warning("%s was left half-published by an older ablate killed while moving files in; repairing it", out)
     new = {p.name for p in staging.iterdir()}
     for path in sorted(out.iterdir()):
         name = path.name
-        if name == MANIFEST or any(path.match(pattern) for pattern in OLD_ARTEFACTS):
-            continue
-        # After a kill mid-move, the report's files are those of either report: its manifest's or the new one's.
-        ours = (half_published and (name in written or name in new)) or (
-            path.is_file() and written.get(name) == _digest(path))
-        if ours:
+        if name == MANIFEST or (path.is_file() and written.get(name) == _digest(path)):
             continue  # the old report's: the new one replaces it, or leaves it out
         if name in new:
             why = "changed since the report wrote it" if name in written else "was not written by ablate's report"

@@ -12,7 +12,7 @@ BASELINE = table5.row(table5.BASELINE)
 
 
 def is_paper_size(model: str | None) -> bool:
-    return model is None or model == MODEL  # records older than the model field: nothing to say
+    return model is None or model == MODEL  # a record that does not name its model: nothing to say
 
 
 def baseline_label(variant: str, model: str | None) -> str:
@@ -29,8 +29,9 @@ def model_note(models: Iterable[str | None]) -> str:
             f"the paper's columns.")
 
 
-def ours(models: Iterable[str | None], data: Iterable[str | None]) -> str:
-    """What we ran, for a plot: 'xs model on digits (paper: S12 on ImageNet-1K)'."""
+def ours(models: Iterable[str | None], data: Iterable[str | None], paper: bool = True) -> str:
+    """What we ran, for a plot: 'xs model on digits (paper: S12 on ImageNet-1K)'; the paper is named only where
+    the plot draws its numbers (``paper``) and our model is not its size."""
     models, data = sorted({m for m in models if m}), sorted({d for d in data if d})
     what = f"{', '.join(models) or 'unknown'} model on {', '.join(data) or 'unknown data'}"
-    return what if all(map(is_paper_size, models)) else f"{what} (paper: {SIZE} on {DATA})"
+    return what if not paper or all(map(is_paper_size, models)) else f"{what} (paper: {SIZE} on {DATA})"

@@ -3,10 +3,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ablate.record import FIELD
 from ablate.report import paper
 from ablate.report.effects import PaperAgreement, not_run
 from ablate.report.stats import ALPHA, CI, MIN_RANKED
-from ablate.run.record import FIELD
 
 # What ran, for the header line: record fields, named as their field with spaces.
 FACTS = [FIELD.data, FIELD.model, FIELD.epochs, FIELD.img_size, FIELD.seed, FIELD.device, FIELD.world_size,

@@ -6,7 +6,7 @@ from typing import IO, Any
 import torch
 
 from ablate.errors import CheckpointError
-from ablate.run.record import atomic_write
+from ablate.files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -1,32 +1,26 @@
-"""Optional Weights & Biases logging: off by default, offline when on, one wandb run per variant, and the
-sweep's report as one more run in the sweep's group.
+"""Optional Weights & Biases logging: off by default, offline when on, one wandb run per variant (and the sweep's
+report as one more run in the sweep's group: ablate/report/wandb.py logs it into the run ``start_wandb`` starts).
 
 wandb never fails a run: online mode that cannot reach the server within ``wandb.init_timeout_s`` goes on offline
 with one warning (``wandb sync`` uploads it later), and any other wandb error stops the logging, not the run.
 """
-import json
 import logging
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from ablate.run.record import FIELD, RunRecord, fields_of_type
+from ablate.record import FIELD, RunRecord, fields_of_type
+from ablate.specs import RunSpec, WandbSpec
 
 log = logging.getLogger(__name__)
 INIT_TIMEOUT_S = 30.0  # for configs without wandb.init_timeout_s; wandb's own default is 90 s
 SUMMARY_KEYS = (FIELD.status, *fields_of_type(float))  # how the run ended, and its numbers
 
 
-def wandb_on(cfg: DictConfig) -> bool:
-    return bool(cfg.wandb.enabled) and cfg.wandb.mode != "disabled"
-
-
-def _init(cfg: DictConfig, run_dir: Path, **kwargs: Any) -> Any:
+def start_wandb(w: WandbSpec, run_dir: Path, **kwargs: Any) -> Any:
+    """A wandb run in ``run_dir`` (``kwargs``: wandb.init's), online when asked and reachable, else offline."""
     import wandb
-    w = cfg.wandb
-    timeout = float(w.get("init_timeout_s") or INIT_TIMEOUT_S)
+    timeout = float(w.init_timeout_s or INIT_TIMEOUT_S)
 
     def init(mode: str) -> Any:
         # finish_previous: in a one-process sweep each variant must get its own wandb run.
@@ -46,35 +40,20 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
 
 
-def log_report(cfg: DictConfig, report_dir: Path, group: str | None) -> None:
-    """When wandb is on, the report's table.csv as a wandb Table (and the agreement with the paper as the run's
-    summary) in a "report" run of the sweep's ``group``, beside the sweep's runs."""
-    if not wandb_on(cfg):
-        return
-    import pandas as pd
-    import wandb
-    run = _init(cfg, report_dir, group=group, job_type="report", name="report")
-    run.log({"table": wandb.Table(dataframe=pd.read_csv(report_dir / "table.csv"))})
-    ranks = json.loads((report_dir / "agreement.json").read_text(encoding="utf-8"))["ranks"]
-    run.summary.update({f"paper_{k}": v for k, v in ranks.items()})
-    run.finish()
-
-
 class Tracker:
     """Context manager around ``wandb.init``/``finish``; does nothing unless ``wandb.enabled``."""
 
-    def __init__(self, cfg: DictConfig, record: RunRecord, run_dir: Path, enabled: bool = True) -> None:
+    def __init__(self, cfg: RunSpec, record: RunRecord, run_dir: Path, enabled: bool = True) -> None:
         self.cfg, self.record, self.run_dir = cfg, record, run_dir
-        self.enabled = enabled and wandb_on(cfg)
+        self.enabled = enabled and cfg.wandb.on
         self.run: Any = None
 
     def __enter__(self) -> "Tracker":
         if self.enabled:
             r = self.record
             try:
-                self.run = _init(self.cfg, self.run_dir, group=r.sweep or r.variant, job_type=r.group,
-                                 tags=[r.group], name=f"{r.variant} (seed {r.seed})",
-                                 config=OmegaConf.to_container(self.cfg, resolve=True))
+                self.run = start_wandb(self.cfg.wandb, self.run_dir, group=r.sweep or r.variant, job_type=r.group,
+                                       tags=[r.group], name=f"{r.variant} (seed {r.seed})", config=self.cfg.config)
             except Exception as e:
                 self._stop(e)
         return self

@@ -17,15 +17,14 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
@@ -35,21 +34,30 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ablate.run.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from ablate.config import check_run_config
-from ablate.config.checks import accumulation_steps
 from ablate.data import build_data
-from ablate.config.design import free_overrides, name_run
+from ablate.data.loaders import Batches, build_loaders, epoch_seed
+from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
+from ablate.model import fast_norms, model_stats
+from ablate.model.build import build_model, min_train_bytes
+from ablate.record import (
+    RunRecord,
+    now,
+    read_record,
+    release_space,
+    reserve_space,
+    write_error,
+    write_history,
+    write_record,
+    write_run_config,
+    write_val_correct,
+)
+from ablate.run.branches import BranchProbe
+from ablate.run.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from ablate.run.claim import check_same_run, claimed
 from ablate.run.distributed import Dist, all_reduce_sum, broadcast, gather_strided, init_distributed, pick_device
 from ablate.run.slurm_tasks import adopt_slurm_tasks
-from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
-from ablate.data.loaders import Batches, build_loaders, epoch_seed
-from ablate.config.model import build_model, min_train_bytes
-from ablate.model import fast_norms, model_stats
-from ablate.run.record import (RunRecord, now, read_record, release_space, reserve_space, write_error, write_history,
-                               write_record, write_run_config, write_val_correct)
-from ablate.run.rundir import check_same_run, claimed
 from ablate.run.tracking import Tracker
+from ablate.specs import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +73,17 @@ INTERRUPTS = (KeyboardInterrupt, Interrupted, SystemExit)
 SUBMITIT_STOPS = ("UncompletedJobError",)
 
 
-def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: str | None = None) -> RunRecord:
-    """Train, resume or skip the variant ``cfg`` in ``run_dir``; return its record.
+def run(cfg: RunSpec, run_dir: Path, sweep: str | None = None) -> RunRecord:
+    """Train, resume or skip the variant ``cfg`` (checked: ablate.config.spec.run_spec) in ``run_dir``; return its
+    record.
 
     A directory held by a live process, or holding another config's run, is refused (RunDirError) untouched.
     """
-    check_run_config(cfg)
     adopt_slurm_tasks()
     device = pick_device(cfg.train.device)
     d = init_distributed(device)
     run_dir = Path(broadcast(str(run_dir), d))  # under torchrun each rank's Hydra picks its own dir
-    record = _new_record(cfg, overrides, sweep, _device_name(device), d.world_size)
+    record = RunRecord.start(cfg, sweep=sweep, device=_device_name(device), world_size=d.world_size)
     with _claim_for_all_ranks(run_dir, record, d) as previous:
         if previous is not None and cfg.train.resume:
             if previous.status == "completed":
@@ -84,30 +92,20 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), sweep: st
             record.resume_from(previous)
         if d.is_main:
             reserve_space(run_dir)
-            write_run_config(run_dir, cfg, overrides)
+            write_run_config(run_dir, cfg.config, cfg.overrides)
             write_record(run_dir, record)
         _fit_and_record(cfg, run_dir, record, device, d)
     return record
 
 
-def _new_record(cfg: DictConfig, overrides: Sequence[str], sweep: str | None, device: str,
-                world_size: int) -> RunRecord:
-    return RunRecord.start(cfg, asdict(name_run(cfg)), overrides, free_overrides(overrides), sweep, device,
-                           world_size, accumulation_steps(cfg.train, world_size))
-
-
-def record_failure(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], sweep: str | None,
-                   error: BaseException) -> None:
+def record_failure(cfg: RunSpec, run_dir: Path, sweep: str | None, error: BaseException) -> None:
     """A ``failed`` record and error.txt for a run that failed before ``run`` recorded it (e.g. ``train.device=cuda``
     on a node without CUDA, found only on the node), so that its sweep counts it. A directory that holds a record,
     and ranks other than 0, write nothing."""
     if int(os.environ.get("RANK", "0")) > 0 or read_record(run_dir) is not None:
         return
-    try:
-        record = _new_record(cfg, overrides, sweep, str(cfg.train.device), int(os.environ.get("WORLD_SIZE", "1")))
-    except ConfigError as e:  # the config itself is what failed: the caller's line says so
-        log.error("could not record the failure: %s", e)
-        return
+    record = RunRecord.start(cfg, sweep=sweep, device=str(cfg.train.device),
+                             world_size=int(os.environ.get("WORLD_SIZE", "1")))
     record.status, record.error, record.updated_at = "failed", _one_line(error), now()
     _best_effort(write_error, run_dir, record.error,
                  "".join(traceback.format_exception(type(error), error, error.__traceback__)))
@@ -133,7 +131,7 @@ def _claim_for_all_ranks(run_dir: Path, record: RunRecord, d: Dist) -> Iterator[
         yield previous
 
 
-def _fit_and_record(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> None:
+def _fit_and_record(cfg: RunSpec, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> None:
     """``fit``, then record how it ended: completed, diverged, or interrupted and failed (both re-raised)."""
     try:
         with _sigterm_interrupts():
@@ -209,7 +207,7 @@ def _best_effort(write: Callable[..., None], *args: Any) -> None:
         log.error("could not record the failure: %s", e)
 
 
-def _check_fits(cfg: DictConfig, device: torch.device) -> None:
+def _check_fits(cfg: RunSpec, device: torch.device) -> None:
     """ConfigError when a training step cannot fit in the device's memory whatever else is running."""
     if device.type == "cuda":
         # bf16 autocast halves the MLP's hidden maps only: the residual stream stays fp32 (min_train_bytes)
@@ -227,11 +225,11 @@ def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Trainer:
     """Everything the epoch loop needs, built once by ``setup``."""
 
-    cfg: DictConfig
+    cfg: RunSpec
     device: torch.device
     d: Dist
     model: nn.Module
@@ -254,7 +252,7 @@ class Trainer:
         return len(self.train_loader) // self.accum_steps
 
 
-def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> Trainer:
+def setup(cfg: RunSpec, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> Trainer:
     """Data, model, optimiser, schedule and loss; the checkpoint's state when the run resumes."""
     t = cfg.train
     _check_fits(cfg, device)
@@ -276,7 +274,7 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
         model.to(memory_format=torch.channels_last)
     lr = t.lr if t.lr is not None else t.lr_per_1024 * record.global_batch / 1024
     optimizer = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=t.weight_decay, fused=t.fused_optimizer)
-    train_loader, val_loader = build_loaders(cfg, data, d, device)
+    train_loader, val_loader = build_loaders(cfg, data, device, rank=d.rank, world_size=d.world_size)
     steps = len(train_loader) // record.accum_steps  # optimiser steps per epoch
     scheduler, epochs = create_scheduler_v2(
         optimizer, "cosine", num_epochs=t.epochs, warmup_epochs=t.warmup_epochs, warmup_lr=t.warmup_lr,
@@ -303,8 +301,9 @@ def setup(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.devic
         net = torch.compile(net, mode=t.compile_mode, dynamic=False)
     torch.backends.cudnn.benchmark = t.cudnn_benchmark  # shapes are fixed, so the autotuned choice pays
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp and device.type == "cuda")
-    return Trainer(cfg, device, d, model, net, optimizer, scheduler, criterion, mixup, train_loader, val_loader,
-                   amp, epochs, record.accum_steps, ema, history)
+    return Trainer(cfg=cfg, device=device, d=d, model=model, net=net, optimizer=optimizer, scheduler=scheduler,
+                   criterion=criterion, mixup=mixup, train_loader=train_loader, val_loader=val_loader, amp=amp,
+                   epochs=epochs, accum_steps=record.accum_steps, ema=ema, history=history)
 
 
 def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
@@ -325,7 +324,6 @@ def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
     batches = itertools.islice(tr.train_loader, tr.steps_per_epoch * accum)
     bar = tqdm(batches, total=tr.steps_per_epoch * accum, desc=f"epoch {epoch + 1}/{tr.epochs}", leave=False,
                disable=not tr.d.is_main or None)
-    give_back = getattr(tr.train_loader, "give_back", None)  # the batched loader reuses a batch's memory
     for micro, (batch, y) in enumerate(bar):
         step, last = micro // accum, (micro + 1) % accum == 0
         x, y = _to(batch, device, t.channels_last), y.to(device, non_blocking=True)
@@ -336,8 +334,8 @@ def train_one_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
             with tr.amp:
                 loss = tr.criterion(tr.net(x), target)
             (loss / accum).backward()
-        if give_back:  # after backward, nothing holds the batch: autograd has freed what it saved
-            give_back(batch)
+        # After backward nothing holds the batch (autograd has freed what it saved): the batched loader reuses it.
+        tr.train_loader.give_back(batch)
         seen += len(x)
         window.add_(loss.detach(), alpha=len(x))
         if not last:
@@ -393,13 +391,14 @@ def evaluate(model: nn.Module, loader: Batches, device: torch.device, d: Dist, a
     return {"val_loss": loss / n, "top1": 100 * c1 / n, "top5": 100 * c5 / n}, correct
 
 
-def fit(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> None:
+def fit(cfg: RunSpec, run_dir: Path, record: RunRecord, device: torch.device, d: Dist) -> None:
     """The epoch loop: train, evaluate, then record and checkpoint every epoch."""
     tr = setup(cfg, run_dir, record, device, d)
     if tr.history:  # the checkpoint's progress, also when results.json was lost
         record.update_from_history(tr.history, _peak_mem_mb(device))
     else:
         log.info("training %s from scratch", run_dir)
+    probe = BranchProbe(tr.model, tr.val_loader, device, run_dir, len(tr.history)) if d.is_main else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     wall_start = time.perf_counter() - (tr.history[-1]["wall_s"] if tr.history else 0.0)
@@ -418,6 +417,7 @@ def fit(cfg: DictConfig, run_dir: Path, record: RunRecord, device: torch.device,
             tracker.log(row)
             if d.is_main:
                 write_history(run_dir, tr.history)
+                probe.record(epoch + 1)
                 ema = {"ema": tr.ema.module.state_dict()} if tr.ema is not None else {}
                 save_checkpoint(run_dir / CHECKPOINT, {"model": tr.model.state_dict(),
                                                        "optimizer": tr.optimizer.state_dict(), "epoch": epoch + 1,

@@ -1,2 +1,2 @@
 """The command line and Hydra glue: ``python -m ablate``, a sweep's job directories, its checks and end-of-sweep
-report, and ``python -m ablate.sweep.status`` to watch it."""
+report, and ``python -m ablate.status`` to watch it."""

@@ -8,12 +8,13 @@ from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from ablate.config import check_run_config, compose
+from ablate.config import compose
 from ablate.errors import ConfigError, Interrupted, ReportError, RunDirError, WriteError
-from ablate.run.record import ensure_writable
+from ablate.files import ensure_writable
 from ablate.run.slurm_tasks import adopt_slurm_tasks
+from ablate.specs import WandbSpec
 from ablate.sweep.jobs import job_overrides
 from ablate.sweep.status import job_line
 
@@ -45,9 +46,10 @@ class SweepCallback(Callback):
             from ablate.sweep.slurm import use_queue_states
             use_queue_states()
         jobs = job_overrides(config)
+        from ablate.config.spec import run_spec  # loads the model and the data sets, and torch with them
         try:
             for overrides in jobs:
-                check_run_config(compose(overrides))
+                run_spec(compose(overrides), overrides)
         except ConfigError as e:
             # SystemExit, because Hydra turns a callback's exceptions into warnings and carries on.
             raise SystemExit(f"error: {e}") from e
@@ -73,8 +75,8 @@ class SweepCallback(Callback):
 def write_sweep_report(config: DictConfig) -> list[str]:
     """The report of every run the sweep of ``config`` has recorded so far, in ``<sweep dir>/report``; what went
     wrong (runs failed or diverged, no report), for the sweep's last line."""
+    from ablate.config.spec import typed
     from ablate.report.build import NoRecordsError, load_runs, write_report  # pandas, matplotlib: only at the end
-    from ablate.run.tracking import log_report
 
     sweep_dir = Path(config.hydra.sweep.dir)
     try:
@@ -86,13 +88,23 @@ def write_sweep_report(config: DictConfig) -> list[str]:
     problems = [f"{statuses[s]} run(s) {s}" for s in BAD_STATUSES if statuses.get(s)]
     try:
         log.info("report: %s", write_report(runs, sweep_dir / "report"))
-        log_report(config, sweep_dir / "report", next(iter(runs.sweep.dropna()), None))
+        wandb = typed(WandbSpec, OmegaConf.to_container(config.wandb, resolve=True))
+        log_report_to_wandb(wandb, sweep_dir / "report", next(iter(runs.sweep.dropna()), None))
     except (ReportError, RunDirError) as e:
         problems.append(f"no report: {e}")
     except Exception:  # a report problem must not hide the finished runs
         log.exception("could not build the report for %s", sweep_dir)
         problems.append("no report (see the log)")
     return problems
+
+
+def log_report_to_wandb(wandb: WandbSpec, report_dir: Path, group: str | None) -> None:
+    """When wandb is on, the report as a "report" run of the sweep's ``group``, beside the sweep's runs."""
+    if not wandb.on:
+        return
+    from ablate.report.wandb import log_report
+    from ablate.run.tracking import start_wandb
+    log_report(start_wandb(wandb, report_dir, group=group, job_type="report", name="report"), report_dir)
 
 
 REQUEUED = ("UncompletedJobError",)  # submitit's, for jobs the cluster preempted and requeued; by name: optional

@@ -7,7 +7,8 @@ the same command therefore finds every earlier run where it left it.
 import hashlib
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
@@ -74,15 +75,19 @@ def register_resolvers() -> None:
 
 
 def job_overrides(config: DictConfig) -> list[list[str]]:
+    """Every job's override list of the sweep ``config`` composes."""
+    return expand_jobs(config.hydra.sweeper.get("params") or {}, config.hydra.overrides.task)
+
+
+def expand_jobs(params: Mapping[str, Any], arguments: Sequence[str]) -> list[list[str]]:
     """Every job's override list, expanded as Hydra's basic sweeper expands them.
 
-    The sweep file's params come first and the command line's overrides replace those of the same key;
+    The sweep file's ``params`` come first and the command line's ``arguments`` replace those of the same key;
     jobs are the Cartesian product of the sweeps, in order.
     """
-    params = config.hydra.sweeper.get("params") or {}
-    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
     choices: dict[str, list[str]] = {}
-    for override in OverridesParser.create().parse_overrides(arguments):
+    overrides = [f"{k}={v}" for k, v in params.items()] + list(arguments)
+    for override in OverridesParser.create().parse_overrides(overrides):
         key = override.get_key_element()
         if isinstance(override.value(), Glob):
             values = override.value().filter(group_options(override.key_or_group))

@@ -1,4 +1,4 @@
-"""``python -m ablate.sweep.status DIR``: every run of a sweep, how far it is, and when the sweep will end.
+"""``python -m ablate.status DIR``: every run of a sweep, how far it is, and when the sweep will end.
 
 Reads files only and takes no lock, so it can watch a sweep while it runs, from any machine that shares the
 directory (e.g. the login node of a SLURM cluster); a missing file is a run not started yet. Imports no torch.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ablate.run.record import RESULTS, RunRecord, read_record
+from ablate.record import RESULTS, RunRecord, read_record
 from ablate.sweep.jobs import job_dirname, job_overrides
 
 JOB_LIST = "multirun.yaml"
@@ -172,7 +172,7 @@ def job_line(sweep_dir: Path, job_num: int, run_dir: Path, now: datetime | None 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ablate.sweep.status", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ablate.status", description=__doc__.split("\n")[0])
     parser.add_argument("dir", type=Path, metavar="DIR", help="a sweep directory (or any directory of runs)")
     root = parser.parse_args(argv).dir
     if not root.is_dir():

@@ -1,9 +1,9 @@
 """Batches from NVIDIA DALI for class-folder trees: the torch path's files, labels and sampler, DALI's decoding.
 
 The files come in the sampler's order (DistributedSampler: this rank's shard, reshuffled per epoch by
-``set_epoch``), read ahead by a thread pool and fed to the graph (ablate/dali_transforms.py); labels come from the
+``set_epoch``), read ahead by a thread pool and fed to the graph (ablate/data/dali/transforms.py); labels come from the
 same (path, label) list. Each epoch deserializes the graph with a seed drawn from torch's generator, which
-ablate/train.py reseeds per epoch and rank before iterating, so a resumed run sees the same crops and augmentations.
+ablate/run/train.py reseeds per epoch and rank before iterating, so a resumed run sees the same crops and augmentations.
 A batch that DALI cannot decode is re-read with PIL and the error names the file (UnreadableImageError).
 
 Each batch is copied out of DALI's buffer into a tensor torch allocated, on torch's current stream (as DALI's own
@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from nvidia.dali import Pipeline
 from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
-from omegaconf import DictConfig
 from torch.utils.data import Sampler
 
 from ablate.data.dali.transforms import INPUT, train_graph, val_graph
 from ablate.data.folder import ImageFolderSplit, decode_error
 from ablate.data.transforms import erase_batch
 from ablate.errors import UnreadableImageError
+from ablate.specs import RunSpec
 
 PREFETCH = 2  # batches DALI works on ahead of the training step
 
@@ -47,6 +47,9 @@ class DaliBatches:
     def __len__(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def give_back(self, x: torch.Tensor) -> None:
+        pass  # each batch is already a copy that torch allocated (see above)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = list(self.sampler)
@@ -124,7 +127,7 @@ def _read(paths: list[str]) -> list[np.ndarray]:
     return [np.frombuffer(Path(p).read_bytes(), dtype=np.uint8) for p in paths]
 
 
-def dali_loaders(cfg: DictConfig, specs: Sequence[tuple], device: torch.device) -> tuple[DaliBatches, DaliBatches]:
+def dali_loaders(cfg: RunSpec, specs: Sequence[tuple], device: torch.device) -> tuple[DaliBatches, DaliBatches]:
     """Train and val batches for ``specs`` (split, sampler, batch size, drop_last) as build_loaders sets them up."""
     device_id = device.index if device.type == "cuda" else None
     threads = max(1, cfg.train.num_workers)  # DALI's CPU threads take the DataLoader's worker budget

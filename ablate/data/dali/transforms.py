@@ -5,7 +5,7 @@ CUDA by the GPU's decoder), resized to ``img_size`` with a random bilinear/bicub
 RandAugment), then timm's RandAugment rebuilt from DALI's ``auto_aug`` operations, colour jitter when RandAugment is
 off, and normalisation with the horizontal flip folded in. Val: the shorter side resized to int(img_size / crop_pct)
 (bicubic), a centre crop, normalisation. Random erasing and mixup/cutmix work on whole batches on the device, after
-the graph (ablate/dali_batches.py, ablate/train.py). docs/data.md lists every difference from timm.
+the graph (ablate/data/dali/batches.py, ablate/run/train.py). docs/data.md lists every difference from timm.
 
 RandAugment follows timm's string (``train.randaug``, parsed by timm itself): timm's operations and their magnitude
 ranges (timm's own level functions give each operation's argument), n operations drawn with replacement, each applied
@@ -27,14 +27,13 @@ from nvidia.dali import math as dmath
 from nvidia.dali.auto_aug import augmentations as aa
 from nvidia.dali.auto_aug.core import augmentation, select
 from nvidia.dali.data_node import DataNode
-from omegaconf import DictConfig
 from timm.data.auto_augment import AugmentOp
 
-from ablate.data.transforms import (HFLIP, MEAN, RATIO, SCALE, STD, eval_resize, timm_rand_augment,
-                                    train_interpolation)
+from ablate.data.transforms import HFLIP, MEAN, RATIO, SCALE, STD, eval_resize, timm_rand_augment, train_interpolation
 from ablate.errors import ConfigError
+from ablate.specs import RunSpec
 
-INPUT = "encoded"  # the graph's input: each batch's file bytes, fed by ablate/dali_batches.py
+INPUT = "encoded"  # the graph's input: each batch's file bytes, fed by ablate/data/dali/batches.py
 BINS_PER_LEVEL = 100  # magnitude resolution: timm's levels (0-10) in steps of 0.01
 FILL = round(255 * sum(MEAN) / len(MEAN))  # DALI fills with one grey, timm with the per-channel mean (124, 116, 104)
 
@@ -215,7 +214,7 @@ def _val_graph(gpu: bool, img_size: int, resize: int) -> DataNode:
     return _normalize(img, crop=(img_size, img_size))
 
 
-def train_graph(cfg: DictConfig, device_id: int | None) -> bytes:
+def train_graph(cfg: RunSpec, device_id: int | None) -> bytes:
     """The serialized train graph for ``cfg`` on GPU ``device_id`` (None: CPU only)."""
     t = cfg.train
     return _train_serialized(device_id, cfg.data.img_size, train_interpolation(cfg) == "random", t.randaug or None,
@@ -230,7 +229,7 @@ def _train_serialized(device_id: int | None, img_size: int, random_filter: bool,
                         **_trace_only(device_id)).serialize()
 
 
-def val_graph(cfg: DictConfig, device_id: int | None) -> bytes:
+def val_graph(cfg: RunSpec, device_id: int | None) -> bytes:
     return _val_serialized(device_id, cfg.data.img_size, eval_resize(cfg))
 
 

@@ -1,4 +1,5 @@
-"""A run's record, and the files a run leaves: results.json, history.csv, val_correct.npz, error.txt, .hydra/.
+"""A run's record, and the files a run leaves: results.json, history.csv, val_correct.npz, branches.csv, error.txt,
+.hydra/.
 
 ``RunRecord`` owns the record's fields: training fills one, the report, the wandb tracker and the
 tests read its attributes, so a renamed field fails where it is read instead of turning into an
@@ -11,38 +12,36 @@ import hashlib
 import json
 import os
 import platform
-import secrets
 import statistics
 import subprocess
-import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, get_type_hints
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+import yaml
 
-from ablate.errors import WriteError
+from ablate.files import atomic_write
+from ablate.specs import RunSpec
 
 RESULTS = "results.json"
 HISTORY = "history.csv"
 ERROR = "error.txt"
-TEMP_PATTERN = ".*.tmp"  # atomic_write's temp files
 RESERVE = ".reserve"  # space set aside while a run trains, freed to record a failure on a full disk
 RESERVE_BYTES = 256 * 1024  # error.txt and results.json, a few KB each, several times over
 RUN_CONFIG = ".hydra"
 VAL_CORRECT = "val_correct.npz"
+BRANCHES = "branches.csv"  # per epoch and stage, what each block branch learned (ablate.run.branches)
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
-PACKAGE = Path(__file__).resolve().parents[1]  # git finds the checkout it lies in, if any
-PACKAGES = ("torch", "timm", "hydra-core", "omegaconf")
-# Keys that do not decide a run's result: where the data lives, a start-up check, logging (wandb, and how often
-# the loss is read), the resume switch.
-NOT_RESULT_KEYS = ("data.root", "data.verify", "wandb", "train.check_every", "train.resume")
+PACKAGE = Path(__file__).resolve().parents[1]  # the code that runs: git describes it where it tracks it
+# ablate's own version too: where the code is no checkout (an installed copy), it says which code ran.
+PACKAGES = ("ablate", "torch", "timm", "hydra-core", "omegaconf")
 PROGRESS = {"progress": True}  # a field's metadata: what a run has achieved so far; a restart starts from it
 
 
@@ -50,26 +49,8 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def result_config(cfg: DictConfig, global_batch: int) -> dict[str, Any]:
-    """The resolved config minus NOT_RESULT_KEYS: what two runs must share to be the same run.
-
-    The recipe's batch is the global one: ``train.global_batch`` holds it, resolved, and the per-process
-    ``train.batch_size`` is left out, so one GPU with accumulation and eight without run the same config.
-    """
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config["train"]["global_batch"] = global_batch
-    config["train"].pop("batch_size")
-    for key in NOT_RESULT_KEYS:
-        *parents, leaf = key.split(".")
-        node = config
-        for parent in parents:
-            node = node.get(parent, {})
-        node.pop(leaf, None)
-    return config
-
-
 def fingerprint(config: Mapping[str, Any]) -> str:
-    """A short hash of a result config (``result_config``), the same whatever the order of its keys."""
+    """A short hash of a result config (``RunSpec.result_config``), the same whatever the order of its keys."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -95,7 +76,7 @@ class RunRecord:
     batch_size: int | None = None  # per process and micro-batch
     accum_steps: int = 1  # micro-batches per optimiser step
     fingerprint: str | None = None  # of ``config``; a directory holds runs of one fingerprint only
-    config: dict[str, Any] = field(default_factory=dict)  # result_config(cfg)
+    config: dict[str, Any] = field(default_factory=dict)  # RunSpec.result_config
     # How it went.
     status: str = "running"
     epochs_done: int = field(default=0, metadata=PROGRESS)
@@ -121,24 +102,25 @@ class RunRecord:
     device: str | None = None
     world_size: int = 1
     versions: dict[str, str] = field(default_factory=dict)
-    git_commit: str | None = None
+    git_commit: str | None = None  # of the checkout the code ran from; None for an installed copy
+    git_dirty: bool | None = None  # the package's files differed from git_commit (edited, added or deleted)
     data_info: dict[str, Any] = field(default_factory=dict, metadata=PROGRESS)
     started_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
 
     @classmethod
-    def start(cls, cfg: DictConfig, names: Mapping[str, Any], overrides: Sequence[str], free: Sequence[str],
-              sweep: str | None, device: str, world_size: int, accum_steps: int) -> "RunRecord":
-        """A new ``running`` record of ``cfg``, named by ``names`` (row, group, variant, is_baseline), trained by
-        ``world_size`` processes that each accumulate ``accum_steps`` micro-batches per optimiser step."""
-        t = cfg.train
-        global_batch = t.batch_size * world_size * accum_steps
-        config = result_config(cfg, global_batch)
-        return cls(**names, overrides=list(overrides), free_overrides=list(free), sweep=sweep, seed=cfg.seed,
-                   model=cfg.model.name, data=cfg.data.name, recipe=t.name, img_size=cfg.data.img_size,
-                   epochs=t.epochs + t.cooldown_epochs, global_batch=global_batch, batch_size=t.batch_size,
-                   accum_steps=accum_steps, fingerprint=fingerprint(config), config=config, device=device,
-                   world_size=world_size, versions=versions(), git_commit=git_commit())
+    def start(cls, spec: RunSpec, *, sweep: str | None, device: str, world_size: int) -> "RunRecord":
+        """A new ``running`` record of ``spec``, trained on ``device`` by ``world_size`` processes."""
+        t = spec.train
+        config = spec.result_config(world_size)
+        commit, dirty = git_state()
+        return cls(**asdict(spec.name), overrides=list(spec.overrides), free_overrides=list(spec.free_overrides),
+                   sweep=sweep, seed=spec.seed, model=spec.model.name, data=spec.data.name, recipe=t.name,
+                   img_size=spec.data.img_size, epochs=t.epochs + t.cooldown_epochs,
+                   global_batch=t.global_batch_for(world_size), batch_size=t.batch_size,
+                   accum_steps=t.accumulation_steps(world_size), fingerprint=fingerprint(config), config=config,
+                   device=device, world_size=world_size, versions=versions(), git_commit=commit,
+                   git_dirty=dirty)
 
     def resume_from(self, previous: "RunRecord") -> None:
         """Carry ``previous``'s progress over, so that a restart that fails loses none of it."""
@@ -191,74 +173,32 @@ def versions() -> dict[str, str]:
     return found
 
 
-def git_commit() -> str | None:
+def git_state(package: Path = PACKAGE) -> tuple[str | None, bool | None]:
+    """The commit of the checkout that tracks ``package``, and whether the package's files differ from it.
+
+    (None, None) where git does not track the package's ``__init__.py``: an installed copy, also one that lies inside
+    another repository (a venv in a project's tree), whose commit would describe other code. ``versions`` then
+    holds the installed version.
+    """
+    if _git(package, "ls-files", "--error-unmatch", "--", "__init__.py") is None:
+        return None, None
+    commit = _git(package, "rev-parse", "HEAD")
+    changes = _git(package, "status", "--porcelain", "--", ".")  # "." is the package's folder (git -C)
+    if commit is None or changes is None:
+        return None, None
+    return commit, bool(changes)
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    """What ``git args`` run in ``folder`` prints, or None when it fails or there is no git."""
     try:
-        out = subprocess.run(["git", "-C", str(PACKAGE), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5)
+        # No optional locks: the jobs of a sweep start together, and git status would otherwise take the index's
+        # lock to refresh it, failing each other.
+        out = subprocess.run(["git", "--no-optional-locks", "-C", str(folder), *args], capture_output=True,
+                             text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
-
-
-def fresh_path(parent: Path, prefix: str, suffix: str, create: Callable[[Path], None]) -> Path:
-    """``parent/<prefix><random><suffix>``, made by ``create``, which must fail with FileExistsError on a taken name.
-
-    Unlike tempfile's mkstemp and mkdtemp, which make files 600 and folders 700, what ``create`` makes follows the
-    user's umask: on a shared cluster a labmate can read the runs and reports.
-    """
-    while True:
-        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}{suffix}"
-        try:
-            create(path)
-            return path
-        except FileExistsError:
-            continue
-
-
-def _create_file(path: Path) -> None:
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temp file beside ``path`` (TEMP_PATTERN), then rename it over ``path``.
-
-    An OSError (a full disk, a read-only folder) becomes a WriteError naming ``path`` in one line.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = str(fresh_path(path.parent, f".{path.name}.", ".tmp", _create_file))
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        reason = (e.strerror or str(e)).lower()
-        raise WriteError(e.errno, f"{reason} while writing {path}") from e
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def probe_folder(folder: Path) -> float:
-    """Touch ``folder``, which needs the right to write in it; return the file system's clock minus this host's.
-
-    OSError when ``folder`` cannot be written (permissions, a read-only mount). A touch, not a probe file, which a
-    kill could leave behind.
-    """
-    os.utime(folder)
-    return os.stat(folder).st_mtime - time.time()
-
-
-def ensure_writable(folder: Path) -> None:
-    """WriteError, in one line, unless ``folder`` (or, where it does not exist yet, the folder it would be made in)
-    takes new files: tried, because permissions alone say nothing of a read-only mount."""
-    existing = Path(folder).absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        probe_folder(existing)
-    except OSError as e:
-        raise WriteError(e.errno, f"cannot write to {existing}: {(e.strerror or str(e)).lower()}") from e
 
 
 def reserve_space(run_dir: Path) -> None:
@@ -275,23 +215,20 @@ def release_space(run_dir: Path) -> None:
         (Path(run_dir) / RESERVE).unlink(missing_ok=True)
 
 
-def remove_stray_temp_files(folder: Path) -> list[Path]:
-    """Delete the temp files that an atomic write killed half-way left in ``folder``; return them."""
-    stray = sorted(Path(folder).glob(TEMP_PATTERN))
-    for path in stray:
-        path.unlink(missing_ok=True)
-    return stray
-
-
-def write_run_config(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -> None:
+def write_run_config(run_dir: Path, config: Mapping[str, Any], overrides: Sequence[str]) -> None:
     """``.hydra/config.yaml`` and ``.hydra/overrides.yaml``, as Hydra writes them, but only for a run that trains.
 
     Hydra itself is told not to (``hydra.output_subdir: null``): it would rewrite them at every launch, also
     for a run that is then skipped or refused, and contradict the record.
     """
     folder = Path(run_dir) / RUN_CONFIG
-    atomic_write(folder / "config.yaml", lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
-    atomic_write(folder / "overrides.yaml", lambda tmp: OmegaConf.save(OmegaConf.create(list(overrides)), tmp))
+    for name, data in (("config.yaml", dict(config)), ("overrides.yaml", list(overrides))):
+        atomic_write(folder / name, partial(_dump_yaml, data))
+
+
+def _dump_yaml(data: Any, tmp: str) -> None:
+    with open(tmp, "w", encoding="utf-8") as f:  # as OmegaConf.save writes it: block style, keys in order
+        yaml.safe_dump(data, f, default_flow_style=False, allow_unicode=True, sort_keys=False)
 
 
 def write_error(run_dir: Path, summary: str, details: str) -> None:
@@ -319,13 +256,18 @@ def read_record(run_dir: Path) -> RunRecord | None:
 
 
 def write_history(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    write_rows(Path(run_dir) / HISTORY, rows)
+
+
+def write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``rows`` as a CSV with the first row's keys as its header (empty for no rows), written atomically."""
     def dump(tmp: str) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             if rows:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-    atomic_write(Path(run_dir) / HISTORY, dump)
+    atomic_write(path, dump)
 
 
 def write_val_correct(run_dir: Path, correct: np.ndarray, ema_correct: np.ndarray | None = None) -> None:
@@ -341,7 +283,7 @@ def write_val_correct(run_dir: Path, correct: np.ndarray, ema_correct: np.ndarra
 
 def read_val_correct(run_dir: Path, metric: str = "raw") -> np.ndarray | None:
     """The bools ``write_val_correct`` stored for the ``raw`` or the ``ema`` model, or None when the run has none
-    (older runs, no EMA) or it is unreadable."""
+    (one that never finished an epoch, or kept no EMA) or it is unreadable."""
     try:
         with np.load(Path(run_dir) / VAL_CORRECT) as f:
             return np.unpackbits(f["ema_bits" if metric == "ema" else "bits"], count=int(f["n"])).astype(bool)

@@ -1,4 +1,5 @@
-"""Generated class-folder trees of photo-like JPEGs, for tests and benchmarks that must not need real data.
+"""A test fixture: generated class-folder trees of photo-like JPEGs, for tests and benchmarks (benchmarks/loader.py)
+that must not need real data.
 
 Each image is a smooth random colour field with fine noise, so it compresses like a photo (a 500×375 image at
 quality 90 is about 100 KB, near ImageNet's average) and decodes at a photo's cost; every file differs.
