@@ -1,4 +1,5 @@
 """Shared test helpers: tiny image trees generated in tmp_path, so no test needs real data or network."""
+import fcntl
 import gc
 import io
 import os
@@ -6,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,13 @@ def slurm_conf() -> Path:
 
 
 @pytest.fixture
-def slurm(slurm_conf: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """SLURM's commands, and the processes a test starts, on that cluster."""
+def slurm(slurm_conf: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """SLURM's commands, and the processes a test starts, on that cluster. A test marked ``slurm(alone=True)`` (one
+    that sets the node down, which ends every job on it) runs while no other slurm test does (pytest -n): each holds
+    a lock in the cluster's folder, shared, or for those exclusive."""
     monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
-    return slurm_conf
+    marker = request.node.get_closest_marker("slurm")
+    alone = marker is not None and marker.kwargs.get("alone", False)
+    with open(slurm_conf.parent / "tests.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield slurm_conf

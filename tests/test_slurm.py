@@ -22,11 +22,16 @@ TINY = ["model=xs", "train.epochs=1"]
 SWEEP = "sweep"
 
 
+def job_name(tmp_path: Path) -> str:
+    """The test's jobs' name: tests running at once (pytest -n, whose workers' tmp_path names are alike) signal only
+    their own."""
+    return f"{tmp_path.parent.name}.{tmp_path.name}"
+
+
 def sweep_command(tmp_path: Path, *args: str) -> list[str]:
-    """A sweep on the cluster, its folder (and submitit's, inside it) under the test's directory, its jobs named by
-    the test (tests running at once signal only their own)."""
+    """A sweep on the cluster, its folder (and submitit's, inside it) under the test's directory."""
     return [sys.executable, "-m", "ablate", "-m", "hydra/launcher=slurm", f"hydra.sweep.dir={SWEEP}",
-            f"hydra.launcher.name={tmp_path.name}", *args]
+            f"hydra.launcher.name={job_name(tmp_path)}", *args]
 
 
 def run_sweep(tmp_path: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -238,10 +243,10 @@ def sweep_stopped_after_first_epoch(tmp_path: Path, run: list[str], stop: Callab
     try:
         run_dir = tmp_path / SWEEP / job_dirname(run)
         wait_for("first epoch", lambda: epochs_done(run_dir) >= 1, 600, proc)
-        (job,) = job_ids(tmp_path.name)
+        (job,) = job_ids(job_name(tmp_path))
         stop(job)
         if requeued:
-            wait_for("requeued job", lambda: start_requeued_now(tmp_path.name), 120, proc)
+            wait_for("requeued job", lambda: start_requeued_now(job_name(tmp_path)), 120, proc)
         # Without accounting here, submitit alone would wait forever on a job that has left the queue.
         _, err = proc.communicate(timeout=600 if requeued else 180)
     finally:
@@ -265,7 +270,6 @@ STOPPED_RUN = ["model=xs", "train.epochs=2"]
 STOPS = {  # how SLURM stops a job that then runs again
     "preempted": signal_job("--signal=USR2"),  # the signal submitit asks for: it requeues the job itself
     "requeued": requeue,  # SIGTERM, then SLURM runs the job again
-    "node_down": node_down_and_back,  # SLURM requeues the jobs of a node that fails
 }
 
 
@@ -283,7 +287,17 @@ def straight_history(tmp_path_factory) -> pd.DataFrame:
 @pytest.mark.slurm
 @pytest.mark.parametrize("stop", STOPS)
 def test_a_stopped_job_runs_again_and_resumes_as_if_never_stopped(tmp_path, slurm, straight_history, stop):
-    code, err, run_dir = sweep_stopped_after_first_epoch(tmp_path, STOPPED_RUN, STOPS[stop], requeued=True)
+    check_resumed(tmp_path, STOPS[stop], straight_history)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm(alone=True)  # the node going down ends every job on it
+def test_a_job_whose_node_goes_down_runs_again_when_it_is_back_and_resumes(tmp_path, slurm, straight_history):
+    check_resumed(tmp_path, node_down_and_back, straight_history)  # SLURM requeues the jobs of a node that fails
+
+
+def check_resumed(tmp_path: Path, stop: Callable[[str], None], straight_history: pd.DataFrame) -> None:
+    code, err, run_dir = sweep_stopped_after_first_epoch(tmp_path, STOPPED_RUN, stop, requeued=True)
     assert code == 0, err[-3000:]
     record = json.loads((run_dir / "results.json").read_text())
     assert record["status"] == "completed" and record["epochs_done"] == 2
