@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from ablate import compose
 from ablate.config.checks import CONF_DIR
+from ablate.plan.cost import KNOWN_SIZES
 
 # ImageNet-1K's training images in the 100 classes of ablate/reference/imagenet100_wnids.txt: a property of the data,
 # which is not here (the run record of an ImageNet-100 run holds the count it found).
-IMAGENET100_TRAIN_IMAGES = 126_689
+IMAGENET100_TRAIN_IMAGES = KNOWN_SIZES["imagenet100"][0]
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,7 @@ MAY_IMPORT = {
     "__main__": {"cli"},
     "cli": {"config", "run", "sweep"} | SHARED,
     "status": {"sweep"} | SHARED,
+    "plan": {"config", "data", "model", "run", "sweep"} | SHARED,  # Hydra finds its callback by name, in conf/
     "sweep": {"config", "run", "report"} | SHARED,
     "config": {"data", "model"} | SHARED,
     "run": {"data", "model"} | SHARED,
@@ -208,9 +209,9 @@ def assert_acyclic(graph: dict[str, set[str]], what: str,
 
 def test_the_package_top_level_stays_small():
     code = {p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
-    # The subpackages, the commands (cli, status), and the modules every layer shares (errors, registry, specs,
+    # The subpackages, the commands (cli, status, plan), and the modules every layer shares (errors, registry, specs,
     # record, files).
-    assert len(code - {"__init__.py", "__main__.py"}) <= 14, sorted(code)
+    assert len(code - {"__init__.py", "__main__.py"}) <= 15, sorted(code)
     for sub in (p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
         assert ast.get_docstring(ast.parse((sub / "__init__.py").read_text())), f"{sub.name}/__init__.py says its job"
 

@@ -9,7 +9,7 @@ import ablate.data.loaders
 from ablate import ConfigError, compose
 from ablate.config.spec import to_spec
 from ablate.data import build_data
-from ablate.data.loaders import TensorBatches, pick_loader
+from ablate.data.loaders import TensorBatches, build_loaders, pick_loader
 from ablate.data.transforms import erase_batch
 
 
@@ -49,6 +49,23 @@ def test_auto_takes_dali_only_for_image_folders_on_cuda(image_tree, monkeypatch)
     monkeypatch.setattr(ablate.config.checks, "dali_installed", lambda: True)
     with pytest.raises(ConfigError, match="data.loader=dali reads class-folder trees"):
         pick_loader(to_spec(compose(["+data.loader=dali"])), build_data(to_spec(digits)), cuda)
+
+
+@pytest.mark.slow  # starts 2 DataLoader workers
+def test_the_dataloaders_augmented_batches_do_not_depend_on_its_workers(photo_tree):
+    """Each sample draws from its own seed (SeededSampler): in line or in 2 worker processes, the paper's augmentation
+    makes the same batches, so a run resumed with fresh workers goes on as if it had never stopped."""
+    root = photo_tree(classes=2, train_per_class=4)
+    batches = []
+    for workers in (0, 2):
+        spec = to_spec(compose(["data=folder", f"data.root={root}", "data.img_size=32", "data.loader=torch",
+                                "train=paper", "train.batch_size=4", "train.global_batch=null",
+                                f"train.num_workers={workers}"]))
+        train, _ = build_loaders(spec, build_data(spec), torch.device("cpu"))
+        train.sampler.set_epoch(1)
+        batches.append([x for x, _ in train])
+    assert len(batches[0]) == 2 and all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
+    assert not torch.equal(*batches[0])  # the batches are augmented, not all alike
 
 
 # --- random erasing on whole batches ------------------------------------------------------------------------------

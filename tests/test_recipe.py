@@ -393,8 +393,6 @@ def test_a_paper_run_records_timms_lr_after_every_epoch(tmp_path, folder_args):
 
 
 @pytest.mark.slow  # trains 2 epochs, then 1 interrupted and 1 resumed
-@pytest.mark.xfail(strict=True, reason="persistent DataLoader workers carry their random state from one epoch into "
-                   "the next, which a run resumed there never had: its augmentations differ (ablate/data/loaders.py)")
 def test_a_run_with_dataloader_workers_resumes_exactly(tmp_path, folder_args, interrupt_at_epoch, monkeypatch):
     # The paper's augmentation (RandAugment, random erasing, mixup/cutmix) drawn in 2 worker processes, drop path on.
     args = [*folder_args, "train=paper", "train.global_batch=null", "train.epochs=2", "train.warmup_epochs=1",

@@ -2,6 +2,7 @@
 for in-memory tensors and pixel stores."""
 import math
 import os
+import random
 import signal
 import threading
 from collections import deque
@@ -9,8 +10,9 @@ from collections.abc import Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
 
 from ablate.data import DataBundle
 from ablate.data.dali import dali_installed
@@ -34,6 +36,44 @@ class FileBatches(DataLoader):
 
     def give_back(self, x: torch.Tensor) -> None:
         pass
+
+
+class SeededSampler(Sampler):
+    """A DistributedSampler's indices, each with the seed its sample's augmentation draws from: (seed, epoch, rank)
+    and the index, so that what a sample draws depends neither on the worker that makes it nor on that worker's past.
+    Persistent DataLoader workers carry their random state from epoch to epoch, which a run resumed there never had."""
+
+    def __init__(self, sampler: DistributedSampler) -> None:
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        s = self.sampler
+        seed = epoch_seed(s.seed, s.epoch, s.rank)
+        return ((i, batch_seed(seed, i)) for i in s)
+
+
+class SeededSamples(Dataset):
+    """``data`` indexed by ``SeededSampler``'s (index, seed): Python's, numpy's and torch's generators are seeded
+    before the sample is made (timm's transforms draw from all three)."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int]) -> object:
+        index, seed = key
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        return self.data[index]
 
 
 class TensorBatches:
@@ -189,10 +229,14 @@ def build_loaders(cfg: RunSpec, data: DataBundle, device: torch.device, *, rank:
     if loader == "dali":
         from ablate.data.dali.batches import dali_loaders  # DALI loads only when asked for
         return dali_loaders(cfg, specs, device)
+    # Each loader has its own generator for its workers' base seed: drawn from torch's global one, it would shift the
+    # draws of drop path in the epoch where a resumed run first iterates (persistent workers start only once).
     common = {"num_workers": t.num_workers, "pin_memory": device.type == "cuda",
-              "persistent_workers": t.num_workers > 0, "worker_init_fn": quiet_on_interrupt}
-    return tuple(FileBatches(ds, batch_size=bs, sampler=sampler, drop_last=drop, **common)
-                 for ds, sampler, bs, drop in specs)
+              "persistent_workers": t.num_workers > 0, "worker_init_fn": quiet_on_interrupt,
+              "generator": torch.Generator().manual_seed(cfg.seed)}
+    return (FileBatches(SeededSamples(data.train), batch_size=t.batch_size, sampler=SeededSampler(train_sampler),
+                        drop_last=True, **common),
+            FileBatches(data.val, batch_size=t.batch_size * 2, sampler=val_sampler, **common))
 
 
 def quiet_on_interrupt(worker_id: int) -> None:

@@ -30,6 +30,7 @@ from ablate.report.branches import reading as branch_reading
 from ablate.report.effects import add_effects, paper_agreement
 from ablate.report.latex import latex_table
 from ablate.report.outdir import staged
+from ablate.report.plan import load_plans, marked, plan_section, same_function_note, ties_by_construction
 from ablate.report.plots import write_plots
 from ablate.report.stats import exact_percent
 from ablate.report.tables import (
@@ -226,8 +227,11 @@ def write_report(runs: pd.DataFrame, out: Path) -> Path:
         plots = write_plots(table, load_history(runs), branches, folder)
         images = "\n".join(f"![{title}]({path.name})" for title, path in plots.items())
         ema = "**Accuracies are the EMA model's (train.ema_decay).**\n\n" if runs.metric.eq("ema").any() else ""
+        plans = load_plans(runs.assign(label=table.label.loc[runs.entry].to_numpy()))
+        agreement_text = "\n".join(filter(None, [agreement_section(agreement), ties_by_construction(plans, table)]))
         sections = [header(runs, mixed, duplicates), ema + reading(table), baseline_spread(table),
-                    markdown_table(text), branch_reading(branches), agreement_section(agreement), images]
+                    markdown_table(marked(text, plans)), same_function_note(plans), branch_reading(branches),
+                    agreement_text, plan_section(plans, runs), images]
         (folder / "table.md").write_text("\n\n".join(filter(None, sections)) + "\n", encoding="utf-8")
     return Path(out) / "table.md"
 

@@ -50,6 +50,14 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def device_memory(device: torch.device, amp: bool) -> tuple[int, int]:
+    """The device's memory in bytes, and the bytes of one element of the MLP's hidden maps in a training step there
+    (min_train_bytes): bf16 autocast halves those on CUDA when ``amp``, the residual stream stays fp32."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory, 2 if amp else 4
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), 4
+
+
 def broadcast(value: object, d: Dist) -> object:
     """Rank 0's value on every rank."""
     if d.world_size == 1:

@@ -9,7 +9,6 @@ are re-raised for the caller to decide.
 import itertools
 import logging
 import math
-import os
 import platform
 import random
 import resource
@@ -54,7 +53,15 @@ from ablate.record import (
 from ablate.run.branches import BranchProbe
 from ablate.run.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from ablate.run.claim import check_same_run, claimed
-from ablate.run.distributed import Dist, all_reduce_sum, broadcast, gather_strided, init_distributed, pick_device
+from ablate.run.distributed import (
+    Dist,
+    all_reduce_sum,
+    broadcast,
+    device_memory,
+    gather_strided,
+    init_distributed,
+    pick_device,
+)
 from ablate.run.slurm_tasks import adopt_slurm_tasks
 from ablate.run.tracking import Tracker
 from ablate.specs import RunSpec
@@ -209,11 +216,7 @@ def _best_effort(write: Callable[..., None], *args: Any) -> None:
 
 def _check_fits(cfg: RunSpec, device: torch.device) -> None:
     """ConfigError when a training step cannot fit in the device's memory whatever else is running."""
-    if device.type == "cuda":
-        # bf16 autocast halves the MLP's hidden maps only: the residual stream stays fp32 (min_train_bytes)
-        total, size = torch.cuda.get_device_properties(device).total_memory, 2 if cfg.train.amp else 4
-    else:
-        total, size = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), 4
+    total, size = device_memory(device, cfg.train.amp)
     need = min_train_bytes(cfg, size)
     if need > total:
         raise ConfigError(f"data.img_size={cfg.data.img_size} with train.batch_size={cfg.train.batch_size} needs "

@@ -122,7 +122,7 @@ def _job(root: Path, run_dir: Path, record: RunRecord | None, now: datetime, lis
                _seconds(record.started_at, record.updated_at))
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     minutes, s = divmod(round(seconds), 60)
@@ -146,7 +146,7 @@ def summary(jobs: Sequence[Job]) -> str:
     by_status = ", ".join(f"{k} {s}" for s, k in counts.items())
     if not any(s is None or s > 0 for s in left):
         return f"{len(jobs)} runs: {by_status}; {epochs}; nothing left to run"
-    return f"{len(jobs)} runs: {by_status}; {epochs}; ETA {_duration(eta)} at {going} run(s) at a time"
+    return f"{len(jobs)} runs: {by_status}; {epochs}; ETA {duration(eta)} at {going} run(s) at a time"
 
 
 def table(jobs: Sequence[Job]) -> str:
@@ -156,7 +156,7 @@ def table(jobs: Sequence[Job]) -> str:
         epochs = f"{r.epochs_done}/{r.epochs if r.epochs else '?'}" if r else "—"
         top1 = f"{r.top1:.2f}" if r and r.top1 is not None else "—"
         speed = f"{r.img_per_s:.0f}" if r and r.img_per_s else "—"
-        eta = _duration(job.left_s()) if job.status in UNFINISHED else "—"
+        eta = duration(job.left_s()) if job.status in UNFINISHED else "—"
         rows.append((job.name, job.status, epochs, top1, speed, eta))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     align = ["<", "<", ">", ">", ">", ">"]
