@@ -9,6 +9,7 @@ are re-raised for the caller to decide.
 import itertools
 import logging
 import math
+import os
 import platform
 import random
 import resource
