@@ -21,6 +21,8 @@ from omegaconf import DictConfig
 from ablate.config import CONF_DIR, check_overrides
 from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, UnreadableImageError, WriteError
 from ablate.record import RESULTS, RunRecord
+from ablate.run.slurm_tasks import adopt_slurm_tasks
+from ablate.specs import RunSpec
 from ablate.sweep.callback import interrupt_code
 from ablate.sweep.jobs import register_resolvers
 
@@ -36,6 +38,7 @@ register_resolvers()
 def _task(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    adopt_slurm_tasks()  # a submitit job of several tasks is one run; its tasks start here, not in main()
     run_dir = Path(hc.runtime.output_dir)
     try:
         from ablate.config.spec import run_spec  # loads the data sets, and torch with them
@@ -48,8 +51,7 @@ def _task(cfg: DictConfig) -> float | None:
         sys.exit(f"error: {e}")
     try:
         from ablate.run.train import run
-        sweep = hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if multirun else None)
-        record = run(spec, run_dir, sweep=sweep)
+        record = run(spec, run_dir, sweep=_sweep_name(hc))
         if multirun:
             log.info(summary_line(record, run_dir))
         else:
@@ -60,16 +62,28 @@ def _task(cfg: DictConfig) -> float | None:
             return None
         sys.exit(f"error: {e}")
     except USER_ERRORS as e:
-        if multirun:  # recorded as failed by run(); the sweep goes on
+        if multirun:  # recorded as failed; the sweep goes on
+            _record_failure(spec, run_dir, hc, e)
             log.error("%s: %s", run_dir, e)
             return None
         sys.exit(f"error: {e}")
-    except Exception:
+    except Exception as e:
         if multirun:
+            _record_failure(spec, run_dir, hc, e)
             log.exception("%s failed; the sweep goes on", hc.runtime.output_dir)
             return None
         raise
     return record.top1
+
+
+def _record_failure(spec: RunSpec, run_dir: Path, hc: DictConfig, error: BaseException) -> None:
+    """A job that failed before its run was recorded (e.g. no CUDA on its node) still leaves a ``failed`` record."""
+    from ablate.run.train import record_failure
+    record_failure(spec, run_dir, _sweep_name(hc), error)
+
+
+def _sweep_name(hc: DictConfig) -> str | None:
+    return hc.runtime.choices.get("sweep") or (Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None)
 
 
 def summary_line(record: RunRecord, run_dir: Path) -> str:
@@ -113,6 +127,7 @@ def main() -> None:
         check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
     except ConfigError as e:
         sys.exit(f"error: {e}")
+    adopt_slurm_tasks()  # `srun -n N python -m ablate` is one run of N processes, as under torchrun
     if int(os.environ.get("RANK", "0")) > 0:
         # Under torchrun only rank 0 writes: the others get a scratch Hydra dir and no log files, so
         # ranks starting a second apart cannot race on outputs/<time>/ (run() takes rank 0's dir).

@@ -1,10 +1,13 @@
 """Shared test helpers: tiny image trees generated in tmp_path, so no test needs real data or network."""
+import fcntl
 import gc
 import io
 import os
+import shutil
 import socket
+import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +93,32 @@ def torchrun() -> list[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+
+
+@pytest.fixture(scope="session")
+def slurm_conf() -> Path:
+    """The slurm.conf of the one-host cluster that ``.ci/slurm.sh start`` runs; the test skips, saying how to start
+    it, when it is not up."""
+    conf = Path(os.environ.get("SLURM_CONF") or Path(os.environ.get("ABLATE_SLURM_DIR", "/tmp/ablate-slurm"),
+                                                         "slurm.conf"))
+    if shutil.which("sinfo") is None or not conf.is_file():
+        pytest.skip("no SLURM cluster: start one with .ci/slurm.sh start (needs apt-get install slurm-wlm munge)")
+    out = subprocess.run(["sinfo", "--noheader", "--format=%t"], env={**os.environ, "SLURM_CONF": str(conf)},
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode != 0 or not {"idle", "mix", "alloc"} & set(out.stdout.split()):
+        pytest.skip(f"the SLURM cluster of {conf} has no node up ({(out.stderr or out.stdout).strip()}): "
+                    ".ci/slurm.sh start")
+    return conf
+
+
+@pytest.fixture
+def slurm(slurm_conf: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """SLURM's commands, and the processes a test starts, on that cluster. A test marked ``slurm(alone=True)`` (one
+    that sets the node down, which ends every job on it) runs while no other slurm test does (pytest -n): each holds
+    a lock in the cluster's folder, shared, or for those exclusive."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
+    marker = request.node.get_closest_marker("slurm")
+    alone = marker is not None and marker.kwargs.get("alone", False)
+    with open(slurm_conf.parent / "tests.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield slurm_conf

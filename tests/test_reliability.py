@@ -759,7 +759,7 @@ def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_pat
         sweeper.sweep(["seed=0,1"])
     assert ended.value.code == 143
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("interrupted (SIGTERM, or jobs the cluster requeued)")
+    assert err.count("\n") == 1 and err.startswith("interrupted (SIGTERM, or jobs that SLURM cancelled or requeued)")
     assert f"{sweep_dir}/report" in err and "the same command resumes the rest" in err
     table = (sweep_dir / "report" / "table.md").read_text()
     assert "interrupted" in table and "80.00" in table

@@ -1,4 +1,4 @@
-"""torchrun support: process-group set-up from the environment torchrun provides."""
+"""Data-parallel runs: the process group from torchrun's environment (which ``slurm_tasks`` gives SLURM's tasks)."""
 import math
 import os
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ class Dist:
 
 
 def init_distributed(device: torch.device) -> Dist:
-    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU); one process needs none."""
+    """Join the process group torchrun or SLURM describes (NCCL on CUDA, gloo on CPU); one process needs none."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return Dist()
@@ -31,8 +31,13 @@ def init_distributed(device: torch.device) -> Dist:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` takes this process's GPU when there is one, else the CPU."""
+    """``auto`` takes this process's GPU when there is one, else the CPU.
+
+    A process's GPU is the one of its local rank, or the only one it sees (SLURM's ``--gpus-per-task=1``).
+    """
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.device_count() == 1:
+        local_rank = 0
     if name == "auto":
         name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     elif name == "cuda":

@@ -9,6 +9,7 @@ are re-raised for the caller to decide.
 import itertools
 import logging
 import math
+import os
 import platform
 import random
 import resource
@@ -63,6 +64,7 @@ from ablate.run.distributed import (
     init_distributed,
     pick_device,
 )
+from ablate.run.slurm_tasks import adopt_slurm_tasks
 from ablate.run.tracking import Tracker
 from ablate.specs import RunSpec
 
@@ -75,6 +77,9 @@ class Diverged(RuntimeError):
 
 # SystemExit too: submitit's handler for SLURM's timeout signal requeues the job, then exits.
 INTERRUPTS = (KeyboardInterrupt, Interrupted, SystemExit)
+# Raised by submitit's handler of that signal when it will not requeue (timed out too many times): the run stopped
+# at its last checkpoint, as for any interrupt, and a rerun resumes it. By name: submitit is optional below the CLI.
+SUBMITIT_STOPS = ("UncompletedJobError",)
 
 
 def run(cfg: RunSpec, run_dir: Path, sweep: str | None = None) -> RunRecord:
@@ -83,6 +88,7 @@ def run(cfg: RunSpec, run_dir: Path, sweep: str | None = None) -> RunRecord:
 
     A directory held by a live process, or holding another config's run, is refused (RunDirError) untouched.
     """
+    adopt_slurm_tasks()
     device = pick_device(cfg.train.device)
     d = init_distributed(device)
     run_dir = Path(broadcast(str(run_dir), d))  # under torchrun each rank's Hydra picks its own dir
@@ -100,6 +106,20 @@ def run(cfg: RunSpec, run_dir: Path, sweep: str | None = None) -> RunRecord:
             write_record(run_dir, record)
         _fit_and_record(cfg, run_dir, record, device, d)
     return record
+
+
+def record_failure(cfg: RunSpec, run_dir: Path, sweep: str | None, error: BaseException) -> None:
+    """A ``failed`` record and error.txt for a run that failed before ``run`` recorded it (e.g. ``train.device=cuda``
+    on a node without CUDA, found only on the node), so that its sweep counts it. A directory that holds a record,
+    and ranks other than 0, write nothing."""
+    if int(os.environ.get("RANK", "0")) > 0 or read_record(run_dir) is not None:
+        return
+    record = RunRecord.start(cfg, sweep=sweep, device=str(cfg.train.device),
+                             world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    record.status, record.error, record.updated_at = "failed", _one_line(error), now()
+    _best_effort(write_error, run_dir, record.error,
+                 "".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    _best_effort(write_record, run_dir, record)
 
 
 @contextmanager
@@ -131,6 +151,8 @@ def _fit_and_record(cfg: RunSpec, run_dir: Path, record: RunRecord, device: torc
         log.warning("%s diverged: %s", record.variant, e)
     except BaseException as e:
         interrupt = _interruption(e)
+        if interrupt is not None and type(interrupt).__name__ in SUBMITIT_STOPS:
+            interrupt = Interrupted(str(interrupt))  # not an error to log: the job ends as on SIGTERM
         if interrupt is not None:
             record.status = "interrupted"
             record.error = (f"interrupted by {_cause(interrupt)} after epoch {record.epochs_done}; "
@@ -168,7 +190,7 @@ def _interruption(e: BaseException) -> BaseException | None:
     """The interrupt that ``e`` is, or that it was raised while handling (e.g. DataLoader workers that a signal to
     the whole process group stopped, seen while the interrupt unwinds); None for a failure of its own."""
     while e is not None:
-        if isinstance(e, INTERRUPTS):
+        if isinstance(e, INTERRUPTS) or type(e).__name__ in SUBMITIT_STOPS:
             return e
         e = e.__context__
     return None

@@ -1,6 +1,7 @@
 """Hydra's callback: the output folder and every job's config checked before the first one trains, the report at the
 end of a sweep."""
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -12,13 +13,15 @@ from omegaconf import DictConfig, OmegaConf
 from ablate.config import compose
 from ablate.errors import ConfigError, Interrupted, ReportError, RunDirError, WriteError
 from ablate.files import ensure_writable
+from ablate.run.slurm_tasks import adopt_slurm_tasks
 from ablate.specs import WandbSpec
 from ablate.sweep.jobs import job_overrides
 from ablate.sweep.status import job_line
 
 log = logging.getLogger(__name__)
-# A sweep exits non-zero, after its report, when any run ended so.
-BAD_STATUSES = ("failed", "diverged")
+# A sweep exits non-zero, after its report, when any run ended so. Interrupted: in a sweep that ran to its end, a
+# job that SLURM cancelled, or that submitit would not requeue again.
+BAD_STATUSES = ("failed", "diverged", "interrupted")
 
 
 def _check_writable(folder: Path, key: str) -> None:
@@ -39,6 +42,9 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+        if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+            from ablate.sweep.slurm import use_queue_states
+            use_queue_states()
         jobs = job_overrides(config)
         from ablate.config.spec import run_spec  # loads the model and the data sets, and torch with them
         try:
@@ -50,6 +56,10 @@ class SweepCallback(Callback):
         log.info("checked the configs of %d jobs", len(jobs))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        adopt_slurm_tasks()
+        if int(os.environ.get("RANK", "0")) > 0:  # a task of a SLURM job of several: rank 0 tells the run's progress
+            logging.getLogger().setLevel(logging.WARNING)
+            return
         if config.hydra.mode == RunMode.MULTIRUN:
             hc = config.hydra
             log.info(job_line(Path(hc.sweep.dir), hc.job.num, Path(hc.runtime.output_dir)))
@@ -58,7 +68,8 @@ class SweepCallback(Callback):
         problems = write_sweep_report(config)
         if problems:
             # Every job ran; the exit code tells scripts what the report shows.
-            raise SystemExit(f"error: {'; '.join(problems)}; error.txt in a failed run's directory says why")
+            raise SystemExit(f"error: {'; '.join(problems)}; error.txt in a failed run's directory says why, "
+                             "and the same command resumes an interrupted one")
 
 
 def write_sweep_report(config: DictConfig) -> list[str]:
@@ -112,7 +123,7 @@ def end_interrupted(config: DictConfig, code: int) -> NoReturn:
     """The end of a sweep cut short: the report of what finished, one line, and exit ``code``."""
     problems = write_sweep_report(config)
     also = f"; also: {'; '.join(problems)}" if problems else ""
-    cause = "SIGINT" if code == 130 else "SIGTERM, or jobs the cluster requeued"
+    cause = "SIGINT" if code == 130 else "SIGTERM, or jobs that SLURM cancelled or requeued"
     print(f"interrupted ({cause}): the report of the runs that finished is in {config.hydra.sweep.dir}/report{also}; "
           "the same command resumes the rest", file=sys.stderr)
     raise SystemExit(code)
