@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ablate import compose
+from ablate.config.spec import to_spec
 from ablate.model import MetaFormer
 from ablate.model.branches import COLUMNS, measure_branches
 from ablate.record import BRANCHES
@@ -106,7 +107,7 @@ def test_probe_keeps_one_row_per_epoch_and_stage_and_resumes(tmp_path: Path) -> 
 
 @pytest.mark.slow  # trains
 def test_a_run_records_its_branches_every_epoch(tmp_path: Path) -> None:
-    run(compose(["model=xs", "train.epochs=2"]), tmp_path)
+    run(to_spec(compose(["model=xs", "train.epochs=2"])), tmp_path)
     rows = pd.read_csv(tmp_path / BRANCHES)
     assert list(rows.epoch) == [0] * 4 + [1] * 4 + [2] * 4 and list(rows.stage) == [1, 2, 3, 4] * 3
     at_init = rows[rows.epoch.eq(0)]
