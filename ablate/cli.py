@@ -134,7 +134,9 @@ def main() -> None:
         scratch = tempfile.mkdtemp(prefix=f"ablate-rank{os.environ['RANK']}-")
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
         sys.argv += [f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}",
-                     "hydra/job_logging=disabled", "hydra/hydra_logging=disabled", "~hydra.callbacks.sweep"]
+                     "hydra/job_logging=disabled", "hydra/hydra_logging=disabled", "~hydra.callbacks.sweep",
+                     # conf/config.yaml's setting for the file handler, which "disabled" has not
+                     "~hydra.job_logging.handlers.file"]
     try:
         _task()
     except (KeyboardInterrupt, Interrupted) as e:

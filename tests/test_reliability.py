@@ -796,10 +796,13 @@ def test_a_sweep_interrupted_mid_job_writes_its_report_and_exits_143(tmp_path):
 
 
 def table_rows(table: str) -> dict[str, dict[str, str]]:
-    """The rows of a report's table.md as {column: cell}, by their group (where each group has one row)."""
-    lines = [line.strip("| ").split(" | ") for line in table.splitlines()
-             if line.startswith("| ") and not line.startswith("| ---")]
-    header, *rows = lines
+    """The rows of table.md's first table as {column: cell}, by their group (where each group has one row); a cell may
+    be empty."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    header, *rows = [[cell.strip() for cell in line.strip()[1:-1].split("|")] for line in lines[start:end]
+                     if not line.startswith("| ---")]
     return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
 
 
