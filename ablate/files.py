@@ -112,15 +112,22 @@ def locked(folder: Path, wait_s: float = 0.0, what: str = "run directory",
             log.warning("%s: this %s is in use by pid %s on host %s (last heartbeat %.0f s ago); waiting up to %.0f s "
                         "for it (a lock whose heartbeat stops for %.0f s is taken)", folder, what,
                         holder.get("pid", "?"), holder.get("host", "?"), heartbeat, wait_s, LEASE_S)
-    _remove_if_left(path, fs_offset_s)
-    try:
-        lock.acquire(timeout=wait_s)
-    except Timeout:
-        holder = _marker(path)
-        raise RunDirError(f"{folder}: this {what} is in use by pid {holder.get('pid', '?')} on host "
-                          f"{holder.get('host', '?')}") from None
-    except OSError as e:
-        raise _cannot_lock(folder, e) from e
+    # In slices of a second, each after a look at the marker's heartbeat: a marker left by a killed holder (even one
+    # killed while writing it, which names no pid) is taken once its heartbeat is a lease old, whatever filelock
+    # makes of it.
+    deadline = time.monotonic() + wait_s
+    while True:
+        _remove_if_left(path, fs_offset_s)
+        try:
+            lock.acquire(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            break
+        except Timeout:
+            if time.monotonic() >= deadline:
+                holder = _marker(path)
+                raise RunDirError(f"{folder}: this {what} is in use by pid {holder.get('pid', '?')} on host "
+                                  f"{holder.get('host', '?')}") from None
+        except OSError as e:
+            raise _cannot_lock(folder, e) from e
     try:
         yield
     finally:
