@@ -70,9 +70,7 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> object:
         index, seed = key
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
+        seed_all(seed)
         return self.data[index]
 
 
@@ -199,6 +197,14 @@ def _in_threads(epoch: _Epoch, workers: int) -> Iterator[tuple[torch.Tensor, tor
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     """One seed per (seed, epoch, rank): what a resumed run and each torchrun rank draw their randomness from."""
     return seed * 100_003 + epoch * 1_009 + rank
+
+
+def seed_all(value: int) -> None:
+    """Seed Python's, numpy's and torch's global generators from one value (timm's transforms, drop path and mixup
+    draw from all three)."""
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
 
 
 def batch_seed(epoch: int, i: int) -> int:

@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import platform
-import random
 import resource
 import signal
 import threading
@@ -35,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ablate.data import build_data
-from ablate.data.loaders import Batches, build_loaders, epoch_seed
+from ablate.data.loaders import Batches, build_loaders, epoch_seed, seed_all
 from ablate.errors import ConfigError, Interrupted, RunDirError, WriteError
 from ablate.model import fast_norms, model_stats
 from ablate.model.build import build_model, min_train_bytes
@@ -450,10 +449,7 @@ def _evaluate_models(tr: Trainer) -> tuple[dict[str, float], list[np.ndarray]]:
 
 def _seed(seed: int, epoch: int, rank: int) -> None:
     # Reseeded per epoch (drop path, mixup, augmentation), so a resumed run continues as if never stopped.
-    value = epoch_seed(seed, epoch, rank)
-    random.seed(value)
-    np.random.seed(value % 2**32)
-    torch.manual_seed(value)
+    seed_all(epoch_seed(seed, epoch, rank))
 
 
 def _to(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
