@@ -209,13 +209,21 @@ def node_down_and_back(job: str) -> None:
     subprocess.run(["scontrol", "update", f"nodename={host}", "state=down", "reason=test"], check=True)
     try:
         wait_for("the job's processes gone", lambda: not job_processes(job), 120)
-        assert node_state(host) == "down"  # the requeued job waits for it
+        # The requeued job waits for the node. sinfo calls a down node "mixed" while the job still holds its CPUs
+        # (completing, for a moment after its processes end), so the test waits for "down" rather than reading once.
+        wait_for("the node down, the job waiting", lambda: node_state(host) == "down" and job_state(job) == "PENDING",
+                 30)
     finally:
         subprocess.run(["scontrol", "update", f"nodename={host}", "state=resume"], check=True)
 
 
 def node_state(host: str) -> str:
     return subprocess.run(["sinfo", "--noheader", f"--nodes={host}", "--format=%T"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def job_state(job: str) -> str:
+    return subprocess.run(["squeue", "--noheader", f"--jobs={job}", "--format=%T"], capture_output=True, text=True,
                           check=True).stdout.strip()
 
 
