@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 KNOWN_SIZES = {"imagenet100": (126_689, 5_000, 100), "imagenet": (1_281_167, 50_000, 1000)}
 RECORD_BYTES = 16_384  # results.json, the run's config and log: a few KB each
 HISTORY_ROW_BYTES = 160  # one epoch's line of history.csv
-CPU_BATCH = 16  # the largest batch measured on the CPU
+CPU_BATCH = 16  # the batch a CPU measurement starts at ...
+CPU_STEP_S = 0.25  # ... and doubles (up to the run's own) while a training step takes less than this
 EVAL_SPEEDUP = 3.0  # a forward pass is about a third of a training step (forward + backward), when not measured
 
 
@@ -80,49 +81,57 @@ def model_cost(cfg: RunSpec, num_classes: int, hidden_bytes: int, steps: int | N
 
 
 def measure_speed(model: "nn.Module", cfg: RunSpec, num_classes: int, steps: int) -> tuple[float, float]:
-    """Training and evaluation img/s of ``model`` (``cfg``'s) on its device, at its batch size (at most CPU_BATCH
-    on the CPU): ``steps`` AdamW steps and forward passes on one random batch, each after one untimed (the model,
-    optimiser and loss of ablate.run.train; no data loading)."""
+    """Training and evaluation img/s of ``model`` (``cfg``'s) on its device: ``steps`` AdamW steps and forward
+    passes on one random batch, each after one untimed (the model, optimiser and loss of ablate.run.train; no data
+    loading). On a GPU at the run's batch size; on the CPU at the largest batch up to it whose step stays short
+    (``CPU_STEP_S``), since a small batch costs more per image (xs at 32 px: a third of the speed at 16 as at 64)."""
     import torch
     from timm.optim import create_optimizer_v2
     from torch import nn
 
     from ablate.run.distributed import pick_device
     t, device = cfg.train, pick_device(cfg.train.device)
-    # A small batch keeps the plan short on the CPU; it may cost more per image, so the projection errs long.
-    batch = min(t.batch_size, CPU_BATCH) if device.type == "cpu" else t.batch_size
     model = model.to(device)
     optimizer = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=t.weight_decay, fused=t.fused_optimizer)
     criterion = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp and device.type == "cuda")
-    x = torch.randn(batch, 3, cfg.data.img_size, cfg.data.img_size, device=device)
-    y = torch.randint(0, num_classes, (batch,), device=device)
 
-    def step() -> None:
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randn(n, 3, cfg.data.img_size, cfg.data.img_size, device=device),
+                torch.randint(0, num_classes, (n,), device=device))
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
         with amp:
             loss = criterion(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    def timed(fn, n: int) -> float:
-        """Images per second of the median of ``n`` timed calls: a burst of other work slows one, not the median."""
-        fn()  # warm-up: allocations, cuDNN's choice
+    def seconds(fn, *args: torch.Tensor) -> float:
+        """The median of ``steps`` timed calls, after one untimed (allocations, cuDNN's choice): a burst of other
+        work slows one, not the median."""
+        fn(*args)
         times = []
-        for _ in range(n):
+        for _ in range(steps):
             tic = time.perf_counter()
-            fn()
+            fn(*args)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - tic)
-        return batch / statistics.median(times)
+        return statistics.median(times)
 
     model.train()
-    train = timed(step, steps)
+    size = t.batch_size if device.type != "cpu" else min(t.batch_size, CPU_BATCH)
+    x, y = batch(size)
+    took = seconds(step, x, y)
+    while device.type == "cpu" and size < t.batch_size and took < CPU_STEP_S:
+        size = min(2 * size, t.batch_size)
+        x, y = batch(size)
+        took = seconds(step, x, y)
     model.eval()
     with torch.no_grad(), amp:
-        evaluate = timed(lambda: model(x), steps)
-    return train, evaluate
+        evaluate = seconds(model, x)
+    return size / took, size / evaluate
 
 
 def read_speeds(path: Path) -> dict[str, float]:
