@@ -83,3 +83,33 @@ def test_a_runs_last_line_is_bare_with_status_top1_time_and_relative_record_path
     assert match, last
     record = json.loads((tmp_path / match[2]).read_text())
     assert f"{record['top1']:.2f}" == match[1] and record["status"] == "completed"
+
+
+def test_row_designs_are_kept_in_the_cache_and_composed_again_when_an_input_changes(tmp_path, monkeypatch):
+    """A run names itself from the Table 5 rows' designs; a start reads them from the cache folder instead of
+    composing 18 configs, and only while every config file is as it was."""
+    import shutil
+
+    from ablate.config import design
+    from ablate.config.checks import CONF_DIR
+    from ablate.reference import table5
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    design._row_designs.cache_clear()
+    composed = design._row_designs()
+    assert composed == tuple((r, design.design(compose([f"+sweep/table5={r}"]))) for r in table5.rows())
+    (kept,) = (tmp_path / "cache/ablate").glob("table5-designs-*.json")
+    for text in (None, "{garbled"):  # read back as composed; a garbled file is composed again
+        if text is not None:
+            kept.write_text(text)
+        design._row_designs.cache_clear()
+        assert design._row_designs() == composed
+    assert json.loads(kept.read_text()) == [[r, d] for r, d in composed]
+
+    key = design._inputs_key()
+    conf = shutil.copytree(CONF_DIR, tmp_path / "conf")
+    monkeypatch.setattr(design, "CONF_DIR", conf)
+    assert design._inputs_key() == key  # the same files, elsewhere
+    (conf / "sweep/table5/pool5.yaml").write_text("# @package _global_\npool_size: 7\n")
+    assert design._inputs_key() != key
+    design._row_designs.cache_clear()

@@ -6,13 +6,20 @@ switches. Two configs with the same design are the same variant however their ov
 spelled, so ``-m pool_size=3,5,7,9`` finds the paper's rows. A row's design comes from composing
 its own config (``sweeps/table5/<id>.yaml``), so a row's overrides are written once, there.
 """
+import hashlib
+import json
+import os
 from collections.abc import Callable, Sequence
 from functools import cache
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from ablate.config.checks import compose, stage_mixer_names
+from ablate.config.checks import CONF_DIR, compose, stage_mixer_names
+from ablate.errors import WriteError
+from ablate.files import atomic_write
 from ablate.model import MIXERS
 from ablate.reference import table5
 from ablate.specs import RunName, decides_result
@@ -40,9 +47,42 @@ def design(cfg: DictConfig) -> dict[str, Any]:
     return {key: value for key, read in _DESIGN.items() if (value := read(cfg, stages)) is not None}
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ablate"
+
+
+def _inputs_key() -> str:
+    """A hash of everything a row's design is read from: every config file (the rows' own among them), which
+    mixers use the pool size, this module, and Hydra's version (how configs compose)."""
+    h = hashlib.sha256()
+    # os.walk, not rglob: conf/sweep is a link to the repo's sweeps/, which rglob would not enter
+    files = sorted(Path(top, name) for top, _, names in os.walk(CONF_DIR, followlinks=True)
+                   for name in names if name.endswith(".yaml"))
+    for path in files:
+        h.update(f"{path.relative_to(CONF_DIR)}\0".encode() + path.read_bytes() + b"\0")
+    h.update(repr([(name, MIXERS.get(name).uses_pool_size) for name in MIXERS.names()]).encode())
+    h.update(Path(__file__).read_bytes())
+    h.update(metadata.version("hydra-core").encode())
+    return h.hexdigest()[:16]
+
+
 @cache
 def _row_designs() -> tuple[tuple[str, dict[str, Any]], ...]:
-    return tuple((row_id, design(compose([f"+sweep/table5={row_id}"]))) for row_id in table5.rows())
+    """Each Table 5 row's design, by composing its config. 18 compositions take 2-3 s, which every run's start
+    would pay to name itself; so they are kept in the user's cache folder under a hash of their inputs, and a run
+    reads them there while none of those inputs has changed."""
+    path = _cache_dir() / f"table5-designs-{_inputs_key()}.json"
+    try:
+        return tuple((row_id, d) for row_id, d in json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):  # not there yet, or unreadable: composed again
+        pass
+    designs = tuple((row_id, design(compose([f"+sweep/table5={row_id}"]))) for row_id in table5.rows())
+    try:
+        text = json.dumps([[row_id, d] for row_id, d in designs])
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    except WriteError:  # a read-only home: every start composes them, as before
+        pass
+    return designs
 
 
 def _format(value: Any) -> str:
