@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 import torch
+from sweep_args import NO_PLAN_TIMES
 from torch.utils.data import TensorDataset
 
 from ablate import ConfigError, compose
@@ -104,7 +105,7 @@ def test_a_table5_sweep_is_one_recipe_on_one_process_with_accumulation_and_on_tw
     # The paper's 1024-image global batch on digits (1,437 training images: one step an epoch), as 2 × 512 images
     # in one process and 512 in each of two torchrun processes.
     sweep = ["-m", "ablate", "-m", "+sweep/table5=baseline,identity", "model=xs", "train=paper", "train.epochs=1",
-             "train.warmup_epochs=0", "train.cooldown_epochs=0", "train.batch_size=512"]
+             "train.warmup_epochs=0", "train.cooldown_epochs=0", "train.batch_size=512", NO_PLAN_TIMES]
     for launch, where in (([sys.executable], "one"), (torchrun, "two")):
         out = subprocess.run([*launch, *sweep, f"hydra.sweep.dir={where}"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=600)

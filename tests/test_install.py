@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from sweep_args import NO_PLAN_TIMES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,7 @@ def test_an_installed_copy_trains_and_sweeps_from_another_folder(wheel, tmp_path
     record = json.loads((work / "one" / "results.json").read_text())
     assert record["status"] == "completed" and record["top1"] > 0
     assert f"completed: top-1 {record['top1']:.2f}%" in one.stdout and "record: one/results.json" in one.stdout
-    sweep = ablate("-m", "+sweep=table5", "+sweep/table5=identity", "hydra.sweep.dir=sweep")
+    sweep = ablate("-m", "+sweep=table5", "+sweep/table5=identity", "hydra.sweep.dir=sweep", NO_PLAN_TIMES)
     assert sweep.returncode == 0, sweep.stderr[-2000:]
     assert (work / "sweep" / "report" / "table.md").is_file()
     # The installed copy ran, not the checkout.

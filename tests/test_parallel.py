@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sweep_args import NO_PLAN_TIMES
 
 from ablate.sweep import slots
 from ablate.sweep.slots import GpuSlots, pin_gpu
@@ -94,7 +95,7 @@ def test_more_jobs_than_gpus_is_refused_before_any_job(monkeypatch, tmp_path, jo
 def test_four_jobs_on_two_slots(tmp_path):
     args = [sys.executable, "-m", "ablate", "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
             f"hydra.callbacks.gpu_slots.folder={tmp_path / 'slots'}", "pool_size=3,5,7,9", "model=xs",
-            "train.epochs=1", "hydra.sweep.dir=sweep"]
+            "train.epochs=1", "hydra.sweep.dir=sweep", NO_PLAN_TIMES]
     out = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     jobs = sorted((tmp_path / "sweep").glob("*/seed=0"))

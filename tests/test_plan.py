@@ -154,3 +154,13 @@ def test_the_report_marks_equal_rows_and_sets_the_plan_beside_the_runs(tmp_path)
     assert "Ties equal by construction in part:" in md
     assert "2 completed run(s): 200 s of training and evaluation, 200 s projected (took / projected = 1.00)" in md
     assert "| pool9/seed=0 | 100 | 110 | 1.10 |" in md
+
+
+def test_a_sweep_start_plan_told_not_to_measure_projects_no_times(tmp_path):
+    from ablate.plan.jobs import sweep_config
+    from ablate.plan.plan import sweep_start_plan
+    config = sweep_config(["-m", "pool_size=3,5", "model=xs", f"hydra.sweep.dir={tmp_path}"])
+    plan = sweep_start_plan(config, "python -m ablate -m pool_size=3,5 model=xs", measure=False)
+    assert plan.speeds_from == "not measured" and all(m["train_img_s"] is None for m in plan.models.values())
+    assert [j["projected_s"] for j in plan.jobs] == [None, None] and plan.totals["serial_s"] is None
+    assert "pool_size=3 = pool_size=5 in stages 3-4" in plan.warning  # the same-function check still runs

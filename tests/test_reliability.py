@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sweep_args import NO_PLAN_TIMES
 
 import ablate.run.train
 from ablate import compose
@@ -242,7 +243,7 @@ def test_a_signal_interrupts_and_the_same_command_resumes(tmp_path, sig, code):
 
 @pytest.mark.slow
 def test_two_launches_of_one_sweep_train_each_job_once(tmp_path):
-    args = ["-m", "pool_size=3,5,7", "model=xs", "train.epochs=2", "hydra.sweep.dir=sweep"]
+    args = ["-m", "pool_size=3,5,7", "model=xs", "train.epochs=2", "hydra.sweep.dir=sweep", NO_PLAN_TIMES]
     first, second = cli(*args, cwd=tmp_path), cli(*args, cwd=tmp_path)
     outs = [p.communicate(timeout=600)[0] for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outs
@@ -258,7 +259,8 @@ def test_two_launches_of_one_sweep_train_each_job_once(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_with_a_diverged_run_exits_non_zero_after_its_report(tmp_path):
-    proc = cli("-m", "norm=none", "train.lr=1e3", "model=xs", "train.epochs=1", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    proc = cli("-m", "norm=none", "train.lr=1e3", "model=xs", "train.epochs=1", "hydra.sweep.dir=sweep", NO_PLAN_TIMES,
+               cwd=tmp_path)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "1 run(s) diverged" in out, out[-2000:]
     assert "diverged" in (tmp_path / "sweep" / "report" / "table.md").read_text()
@@ -767,7 +769,8 @@ def test_a_sweep_with_a_requeued_job_reports_what_finished_and_exits_143(tmp_pat
 
 @pytest.mark.slow
 def test_a_sweep_interrupted_mid_job_writes_its_report_and_exits_143(tmp_path):
-    proc = cli("-m", "pool_size=3,5", "model=xs", "train.epochs=3", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    proc = cli("-m", "pool_size=3,5", "model=xs", "train.epochs=3", "hydra.sweep.dir=sweep", NO_PLAN_TIMES,
+               cwd=tmp_path)
     records = tmp_path / "sweep"
     # Signalled on the event (the first job done, the second past its first epoch), not at a time: the bound is
     # for a machine so loaded that the event never comes.

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from sweep_args import NO_PLAN_TIMES
 from test_layout import HEAVY, imported_after
 
 from ablate.record import RunRecord, write_record
@@ -125,7 +126,7 @@ def test_status_of_a_real_sweep_while_it_runs(tmp_path: Path) -> None:
     log = tmp_path / "sweep.log"
     with open(log, "w") as f:
         sweep = subprocess.Popen([sys.executable, "-m", "ablate", "-m", "pool_size=3,5", "model=xs",
-                                  "train.epochs=50", "hydra.sweep.dir=sweep"], cwd=tmp_path, stdout=f,
+                                  "train.epochs=50", "hydra.sweep.dir=sweep", NO_PLAN_TIMES], cwd=tmp_path, stdout=f,
                                  stderr=subprocess.STDOUT)
     try:
         _first_epoch_done(tmp_path / "sweep")

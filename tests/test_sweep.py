@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sweep_args import NO_PLAN_TIMES
 
 from ablate.sweep.jobs import job_dirname, sweep_dirname
 
@@ -35,7 +36,9 @@ def test_pool_size_sweep_writes_a_table5_report_and_reruns_skip_or_resume(tmp_pa
     assert list(table.variant) == ["PoolFormer-S12", "Pooling size 3 → 5"]
     assert list(table.paper_top1) == [77.2, 77.2] and table.status.eq("completed").all()
     # ≡: at 32 px pool sizes 3 and 5 both see the whole grid of stages 3-4 (the sweep's plan.json)
-    assert (sweep / "report/table.md").read_text().count("| Pooling size 3 → 5 ≡ |") == 1
+    md = (sweep / "report/table.md").read_text()
+    assert md.count("| Pooling size 3 → 5 ≡ |") == 1
+    assert "2 completed run(s): " in md and "projected (took / projected = " in md  # the plan timed both models
     for png in ("bars.png", "curves.png", "acc_vs_macs.png"):
         assert (sweep / "report" / png).stat().st_size > 0
 
@@ -56,7 +59,7 @@ def test_pool_size_sweep_writes_a_table5_report_and_reruns_skip_or_resume(tmp_pa
 def test_named_sweep_rows_and_a_failing_variant(tmp_path):
     # Attention needs widths divisible by its head dim (32): with these widths that row fails as it builds.
     out = cli("+sweep/table5=baseline,identity,pppa", "model=xs", "model.dims=[16,32,48,80]", "train.epochs=1",
-              "hydra.sweep.dir=sweep", cwd=tmp_path)
+              "hydra.sweep.dir=sweep", NO_PLAN_TIMES, cwd=tmp_path)
     assert out.returncode == 1
     assert "1 run(s) failed" in out.stderr
     table = pd.read_csv(tmp_path / "sweep/report/table.csv")

@@ -225,8 +225,9 @@ def write_plan(plan: Plan, folder: Path) -> None:
         atomic_write(folder / name, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def sweep_start_plan(config: DictConfig, command: str) -> Plan:
-    """The plan a sweep writes as it starts. Speeds are measured only when its runs train on this machine's CPU,
+def sweep_start_plan(config: DictConfig, command: str, measure: bool = True) -> Plan:
+    """The plan a sweep writes as it starts. Speeds are measured (unless not to ``measure``) only when its runs
+    train on this machine's CPU,
     where a few steps per model cost seconds of a sweep of minutes; on a GPU the launcher's process must not open a
     CUDA context (it would hold memory on a GPU its jobs need), and a cluster's jobs run elsewhere (submitit), so
     those plans project no times."""
@@ -234,4 +235,4 @@ def sweep_start_plan(config: DictConfig, command: str) -> Plan:
     device = compose(planned_jobs(config)[0].overrides).train.device
     here = "submitit" not in str(config.hydra.launcher.get("_target_", ""))
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    return make_plan(config, command, Options(measure=here and on_cpu))
+    return make_plan(config, command, Options(measure=measure and here and on_cpu))
