@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from ablate.run.slurm_tasks import adopt_slurm_tasks, first_host
 from ablate.sweep.jobs import job_dirname
@@ -281,13 +282,18 @@ STOPS = {  # how SLURM stops a job that then runs again
 }
 
 
-@pytest.fixture(scope="module")
-def straight_history(tmp_path_factory) -> pd.DataFrame:
-    """The history of the stopped run, trained here straight through."""
-    where = tmp_path_factory.mktemp("straight")
-    out = subprocess.run([sys.executable, "-m", "ablate", *STOPPED_RUN, "hydra.run.dir=run"], cwd=where,
-                         capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
+@pytest.fixture(scope="session")
+def straight_history(tmp_path_factory, worker_id) -> pd.DataFrame:
+    """The history of the stopped run, trained here straight through: once a session, by the first of pytest -n's
+    workers to need it (in the session's folder that they share), read by the others."""
+    root = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    where = root / "straight"
+    with FileLock(root / "straight.lock"):
+        if not (where / "run/history.csv").is_file():
+            where.mkdir(exist_ok=True)
+            out = subprocess.run([sys.executable, "-m", "ablate", *STOPPED_RUN, "hydra.run.dir=run"], cwd=where,
+                                 capture_output=True, text=True, timeout=900)
+            assert out.returncode == 0, out.stderr[-3000:]
     return pd.read_csv(where / "run/history.csv")
 
 
