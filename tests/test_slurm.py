@@ -6,6 +6,7 @@ Every run is tiny (model=xs, the embedded digits, one or two epochs): the cluste
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -272,6 +273,40 @@ def test_scancel_records_interrupted_and_the_sweep_ends_with_its_report(tmp_path
     record = json.loads((run_dir / "results.json").read_text())
     assert record["status"] == "interrupted" and record["epochs_done"] >= 1 and "SIGTERM" in record["error"]
     assert (run_dir / "checkpoint.pt").is_file()
+    assert list(pd.read_csv(tmp_path / SWEEP / "report/table.csv").status) == ["interrupted"]
+
+
+def task_pid(job: str, rank: int) -> int:
+    """The pid of the Python process of ``job``'s task ``rank`` (its SLURM_PROCID) on this host."""
+    for pid in job_processes(job):
+        try:
+            env = Path("/proc", pid, "environ").read_bytes().split(b"\0")
+            command = Path("/proc", pid, "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"SLURM_PROCID={rank}".encode() in env and b"submitit" in command:
+            return int(pid)
+    raise AssertionError(f"no task {rank} of job {job}")
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_run_of_two_tasks_that_loses_one_is_recorded_and_the_sweep_ends(tmp_path, slurm):
+    """SIGTERM to one task only (one node's OOM killer or operator, not scancel): srun ends the other
+    (SLURM_KILL_BAD_EXIT=1, the launcher's setup), rank 0 records the run interrupted at its last epoch, nothing hangs
+    on the lost rank, and the sweep ends with its report."""
+    def kill_rank_1(job: str) -> None:
+        os.kill(task_pid(job, 1), signal.SIGTERM)
+    code, err, run_dir = sweep_stopped_after_first_epoch(tmp_path, ["model=xs", "train.epochs=20"], kill_rank_1,
+                                                         "hydra.launcher.tasks_per_node=2")
+    assert code == 143, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted (SIGTERM, or jobs that SLURM cancelled or requeued)")
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["world_size"] == 2 and record["epochs_done"] >= 1, record
+    assert record["status"] == "interrupted", record["error"]
+    assert record["error"].startswith("interrupted by the end of another of the run's 2 processes (")
+    assert record["error"].endswith("the same command resumes it from its checkpoint") and "\n" not in record["error"]
+    assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "error.txt").exists()
     assert list(pd.read_csv(tmp_path / SWEEP / "report/table.csv").status) == ["interrupted"]
 
 

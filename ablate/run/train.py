@@ -79,6 +79,9 @@ INTERRUPTS = (KeyboardInterrupt, Interrupted, SystemExit)
 # Raised by submitit's handler of that signal when it will not requeue (timed out too many times): the run stopped
 # at its last checkpoint, as for any interrupt, and a rerun resumes it. By name: submitit is optional below the CLI.
 SUBMITIT_STOPS = ("UncompletedJobError",)
+# What gloo and NCCL say when another process of the run is gone (killed, or dead of its own error) mid-collective.
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
+             "remote process exited", "NCCL communicator was aborted")
 
 
 def run(cfg: RunSpec, run_dir: Path, sweep: str | None = None) -> RunRecord:
@@ -152,6 +155,11 @@ def _fit_and_record(cfg: RunSpec, run_dir: Path, record: RunRecord, device: torc
         interrupt = _interruption(e)
         if interrupt is not None and type(interrupt).__name__ in SUBMITIT_STOPS:
             interrupt = Interrupted(str(interrupt))  # not an error to log: the job ends as on SIGTERM
+        if interrupt is None and _peer_gone(e, d):
+            # This process is well; it stops where its checkpoint is, as on SIGTERM. Why the other ended (a kill, an
+            # OOM, its own error) only that process's log can say.
+            interrupt = Interrupted(f"the end of another of the run's {d.world_size} processes ({_one_line(e)}; "
+                                    "its own log says why)")
         if interrupt is not None:
             record.status = "interrupted"
             record.error = (f"interrupted by {_cause(interrupt)} after epoch {record.epochs_done}; "
@@ -193,6 +201,11 @@ def _interruption(e: BaseException) -> BaseException | None:
             return e
         e = e.__context__
     return None
+
+
+def _peer_gone(e: BaseException, d: Dist) -> bool:
+    """Whether ``e`` is a collective that failed because another process of the run is gone."""
+    return d.world_size > 1 and isinstance(e, RuntimeError) and any(m in str(e) for m in PEER_GONE)
 
 
 def _cause(e: BaseException) -> str:
