@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ablate.config import CONF_DIR, check_overrides
+from ablate.config import CONF_DIR, check_config, check_overrides
 from ablate.errors import CheckpointError, ConfigError, Interrupted, RunDirError, UnreadableImageError, WriteError
 from ablate.record import RESULTS, RunRecord
 from ablate.run.slurm_tasks import adopt_slurm_tasks
@@ -41,6 +41,7 @@ def _task(cfg: DictConfig) -> float | None:
     adopt_slurm_tasks()  # a submitit job of several tasks is one run; its tasks start here, not in main()
     run_dir = Path(hc.runtime.output_dir)
     try:
+        check_config(cfg)  # before torch and timm load (seconds): a wrong value is refused at once
         from ablate.config.spec import run_spec  # loads the data sets, and torch with them
         spec = run_spec(cfg, list(hc.overrides.task))
     except USER_ERRORS as e:  # refused before any work: the folder Hydra made for its log goes again

@@ -97,7 +97,8 @@ def test_row_designs_are_kept_in_the_cache_and_composed_again_when_an_input_chan
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     design._row_designs.cache_clear()
     composed = design._row_designs()
-    assert composed == tuple((r, design.design(compose([f"+sweep/table5={r}"]))) for r in table5.rows())
+    assert [r for r, _ in composed] == list(table5.rows())
+    assert dict(composed)["pool5"] == design.design(compose(["+sweep/table5=pool5"]))
     (kept,) = (tmp_path / "cache/ablate").glob("table5-designs-*.json")
     for text in (None, "{garbled"):  # read back as composed; a garbled file is composed again
         if text is not None:

@@ -37,6 +37,15 @@ def test_help_imports_neither_torch_nor_timm(tmp_path):
     assert out.returncode == 0 and "python -m ablate -m +sweep=table5" in out.stdout
 
 
+@pytest.mark.parametrize("args", [["pool_size=4"], ["train.epochs=0"], ["data=folder"], ["-m", "pool_size=3,4"]])
+def test_a_wrong_value_is_refused_before_torch_and_timm_load(tmp_path, args):
+    modules, out = imported_after(f"import runpy\nsys.argv = ['ablate', *{args!r}, 'hydra.run.dir=run', "
+                                  "'hydra.sweep.dir=sweep']\nrunpy.run_module('ablate', run_name='__main__')",
+                                  cwd=tmp_path)
+    assert not modules & set(HEAVY) and "hydra" in modules
+    assert out.returncode == 1 and "error: " in out.stderr and not list(tmp_path.rglob("results.json"))
+
+
 def test_report_imports_neither_torch_nor_timm(tmp_path):
     write_record(tmp_path / "run", RunRecord("Baseline", "PoolFormer-S12", "baseline"))
     modules, out = imported_after(f"import runpy\nsys.argv = ['ablate.report', {str(tmp_path)!r}, '--out', "

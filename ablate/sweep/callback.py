@@ -46,10 +46,11 @@ class SweepCallback(Callback):
             from ablate.sweep.slurm import use_queue_states
             use_queue_states()
         jobs = job_overrides(config)
-        from ablate.config.spec import run_spec  # loads the model and the data sets, and torch with them
         try:
-            for overrides in jobs:
-                run_spec(compose(overrides), overrides)
+            configs = [compose(overrides) for overrides in jobs]  # checked, before torch and timm load (seconds)
+            from ablate.config.spec import run_spec  # loads the model and the data sets, and torch with them
+            for cfg, overrides in zip(configs, jobs):
+                run_spec(cfg, overrides)
         except ConfigError as e:
             # SystemExit, because Hydra turns a callback's exceptions into warnings and carries on.
             raise SystemExit(f"error: {e}") from e
