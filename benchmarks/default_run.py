@@ -11,24 +11,13 @@ the command's own wall time (start-up included, as a user waits for it).
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from header import REPO, header
+from header import REPO, timed, write_results
 
 RESULTS = REPO / "benchmarks" / "results" / "default-run-cpu.txt"
-
-
-def timed(command: list[str], cwd: Path) -> float:
-    """Wall seconds of ``command``, which must succeed."""
-    tic = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"{shlex.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return time.perf_counter() - tic
 
 
 def default_run(overrides: list[str]) -> list[str]:
@@ -55,10 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.suite:
         wall = timed([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"], REPO)
         lines.append(f'python -m pytest -q -m "not slow": {wall:.0f} s')
-    command = shlex.join(["python", "benchmarks/default_run.py", *(argv if argv is not None else sys.argv[1:])])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(header(command) + "".join(line + "\n" for line in lines))
-    print(args.out.read_text(), end="")
+    write_results(args.out, "default_run.py", argv, lines)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ Imports no torch (``importlib.metadata`` gives versions), so a shell script can 
 """
 import os
 import platform
+import shlex
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -67,6 +69,24 @@ def header(command: str) -> str:
              f"DALI {version('nvidia-dali-cuda130', 'nvidia-dali-cuda120')}",
              f"date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}"]
     return "".join(f"# {line}\n" for line in lines)
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    """Wall seconds of ``command``, which must succeed (else the benchmark ends, with its stderr)."""
+    tic = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{shlex.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return time.perf_counter() - tic
+
+
+def write_results(out: Path, script: str, argv: list[str] | None, lines: list[str]) -> None:
+    """``out``: the header of ``python benchmarks/<script> ARGS`` (``argv``, or this process's), then ``lines``;
+    printed too."""
+    command = shlex.join(["python", f"benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header(command) + "".join(line + "\n" for line in lines))
+    print(out.read_text(), end="")
 
 
 if __name__ == "__main__":

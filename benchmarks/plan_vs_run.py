@@ -10,27 +10,16 @@
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from header import REPO, header
+from header import REPO, timed, write_results
 
 RESULTS = REPO / "benchmarks" / "results" / "plan-vs-run-cpu.txt"
 TABLE5 = ["+sweep=table5", "model=xs", "train.epochs=15", "seed=0,1,2"]
 ONE_JOB = ["model=xs", "train.epochs=15", "seed=0"]
 GOAL_S, FACTOR = 60, 1.5  # the plan's goals: under a minute, and within 1.5x of the run
-
-
-def timed(command: list[str], cwd: Path) -> float:
-    """Wall seconds of ``command``, which must succeed."""
-    tic = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"{shlex.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return time.perf_counter() - tic
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,10 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     lines.append(f"one job ({shlex.join(ONE_JOB)}): projected {job['projected_s']:.1f} s, the run's record "
                  f"{record['wall_s']:.1f} s: run / projection {ratio:.2f} "
                  f"({'within' if 1 / FACTOR <= ratio <= FACTOR else 'NOT within'} {FACTOR}x)")
-    command = shlex.join(["python", "benchmarks/plan_vs_run.py", *(argv if argv is not None else sys.argv[1:])])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(header(command) + "".join(line + "\n" for line in lines))
-    print(args.out.read_text(), end="")
+    write_results(args.out, "plan_vs_run.py", argv, lines)
 
 
 if __name__ == "__main__":
