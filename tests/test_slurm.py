@@ -225,8 +225,9 @@ def node_state(host: str) -> str:
 
 
 def job_state(job: str) -> str:
-    return subprocess.run(["squeue", "--noheader", f"--jobs={job}", "--format=%T"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    """The job's state as squeue lists it; "" once it has left the queue."""
+    return subprocess.run(["squeue", "--noheader", f"--jobs={job}", "--format=%T"], capture_output=True,
+                          text=True).stdout.strip()
 
 
 def job_processes(job: str) -> list[str]:
@@ -245,9 +246,11 @@ def job_processes(job: str) -> list[str]:
 
 
 def sweep_stopped_after_first_epoch(tmp_path: Path, run: list[str], stop: Callable[[str], None],
-                                    *launcher: str, requeued: bool = False) -> tuple[int, str, Path]:
+                                    *launcher: str, requeued: bool = False,
+                                    then: Callable[[str, Path], None] | None = None) -> tuple[int, str, Path]:
     """A one-run sweep whose job is stopped by ``stop(job id)`` once its first epoch is checkpointed; with
-    ``requeued``, the job is then started again at once. The sweep's exit code and stderr, and the run's directory."""
+    ``requeued``, the job is then started again at once, and ``then(job id, run dir)`` is called. The sweep's exit
+    code and stderr, and the run's directory."""
     proc = subprocess.Popen(sweep_command(tmp_path, *launcher, *run), cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -257,6 +260,8 @@ def sweep_stopped_after_first_epoch(tmp_path: Path, run: list[str], stop: Callab
         stop(job)
         if requeued:
             wait_for("requeued job", lambda: start_requeued_now(job_name(tmp_path)), 120, proc)
+        if then is not None:
+            then(job, run_dir)
         # Without accounting here, submitit alone would wait forever on a job that has left the queue.
         _, err = proc.communicate(timeout=600 if requeued else 180)
     finally:
@@ -355,6 +360,41 @@ def check_resumed(tmp_path: Path, stop: Callable[[str], None], straight_history:
     assert list(history.epoch) == [1, 2]
     assert history.train_loss.tolist() == pytest.approx(straight_history.train_loss.tolist(), rel=1e-3)
     assert history.top1.tolist() == pytest.approx(straight_history.top1.tolist(), abs=0.3)  # one val image: 0.28
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_job_at_its_time_limit_is_requeued_and_resumes(tmp_path, slurm):
+    """SLURM's own timer: once the run has a checkpoint, its job's limit is cut to a minute or two, so SLURM sends the
+    USR2 that signal_delay_s asks for (60 s before the limit; its timer ticks every 30 s); submitit takes it for a
+    time-out (timeout_min <= 10) and requeues the job, which, given its limit back, resumes from the checkpoint. The
+    run is long, so that it is still going whenever the timer ticks; once resumed it is cancelled (resuming to the
+    end is the requeue tests' part)."""
+    def limit_reached(job: str) -> None:
+        # A limit 40 to 100 s away (limits are whole minutes from the job's start): SLURM signals at the first tick
+        # once the limit is within signal_delay_s + 30 s, at most 40 s from now, and kills at the limit, after that.
+        ran = subprocess.run(["squeue", "--noheader", f"--jobs={job}", "--format=%M"], capture_output=True, text=True,
+                             check=True).stdout.strip().split(":")
+        minutes = -(-(int(ran[-2]) * 60 + int(ran[-1]) + 40) // 60)
+        subprocess.run(["scontrol", "update", f"jobid={job}", f"timelimit={minutes}"], check=True)
+        wait_for("the requeue at the time limit", lambda: job_state(job) == "PENDING", 120)
+        subprocess.run(["scontrol", "update", f"jobid={job}", "timelimit=10"], check=True)
+
+    def resumed_then_cancelled(job: str, run_dir: Path) -> None:
+        log = run_dir / "ablate.log"
+        wait_for("the run resumed", lambda: "from epoch" in log.read_text(errors="replace"), 180)
+        subprocess.run(["scancel", job], check=True)
+
+    code, err, run_dir = sweep_stopped_after_first_epoch(
+        tmp_path, ["model=xs", "train.epochs=1000"], limit_reached, "hydra.launcher.timeout_min=10",
+        "hydra.launcher.signal_delay_s=60", requeued=True, then=resumed_then_cancelled)
+    assert code == 143, err[-3000:]
+    logs = "".join(p.read_text() for p in (tmp_path / SWEEP / ".submitit").rglob("*.err"))
+    assert "timed-out" in logs or "timed out" in logs, logs[-3000:]  # submitit's word: the limit, not a preemption
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["status"] == "interrupted" and record["epochs_done"] >= 1
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history.epoch) == list(range(1, len(history) + 1))  # each epoch once across the requeue
 
 
 @pytest.mark.slow
