@@ -98,12 +98,21 @@ def prepare(src: Path, out: Path, short_side: int = 320, quality: int = 90, work
     for folder in {dest.parent for _, dest, _, _ in jobs}:
         folder.mkdir(parents=True, exist_ok=True)
     totals, errors, workers = Counter(), [], workers or os.cpu_count() or 1
-    with Pool(workers, quiet_worker) as pool:
+    pool = Pool(workers, quiet_worker)
+    try:
         results = pool.imap_unordered(convert, jobs, chunksize=chunk_size(len(jobs), workers, 32))
         for outcome, read, written, error in tqdm(results, total=len(jobs), desc="prepare", unit="img"):
             totals.update({outcome: 1, "bytes_in": read, "bytes_out": written})
             if error:
                 errors.append(error)
+        # Done: the workers exit on their own. Pool's own exit (terminate) can hang while it is still starting
+        # workers, as a rerun that finds every image kept is done at once (CI hung on that for 600 s).
+        pool.close()
+    except BaseException:
+        pool.terminate()  # interrupted: stop the workers at once
+        raise
+    finally:
+        pool.join()
     totals["errors"] = errors
     return totals
 
