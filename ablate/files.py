@@ -1,4 +1,5 @@
-"""File and lock helpers for run directories and reports: atomic writes, fresh names, and a folder's lock.
+"""File and lock helpers for run directories and reports: atomic writes, fresh names, a folder's lock, and the
+user's cache folder.
 
 Writes are atomic (temp file + rename), so an interrupted run never leaves a half-written file.
 
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from filelock import SoftFileLease, Timeout
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 LOCK = ".lock"
 LEASE_S = 60.0  # every process that may share a directory must agree on it
 TEMP_PATTERN = ".*.tmp"  # atomic_write's temp files
+T = TypeVar("T")
 
 
 def _marker(lock_path: Path) -> dict[str, str]:
@@ -217,3 +220,29 @@ def remove_stray_temp_files(folder: Path) -> list[Path]:
     for path in stray:
         path.unlink(missing_ok=True)
     return stray
+
+
+def cache_dir() -> Path:
+    """ablate's folder in the user's cache: ``$XDG_CACHE_HOME/ablate``, else ``~/.cache/ablate``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ablate"
+
+
+def cached(name: str, make: Callable[[], T], read: Callable[[Path], T], write: Callable[[T, Path], None]) -> T:
+    """``read(cache_dir() / name)``, or else ``make()``, kept there by ``write(value, path)``: for values that take
+    seconds to make and that every start needs.
+
+    ``name`` must change whenever what ``make`` returns would: the file is never checked against its inputs. A file
+    that cannot be read back (garbled, or half-written by a version that wrote it otherwise) is made again; a cache
+    folder that cannot be written (a read-only home) leaves every start to make the value, as if there were no cache.
+    """
+    path = cache_dir() / name
+    try:
+        return read(path)
+    except Exception:  # whatever is wrong with a cache file, the answer is to make it again
+        pass
+    value = make()
+    try:
+        atomic_write(path, lambda tmp: write(value, Path(tmp)))
+    except WriteError:
+        pass
+    return value

@@ -18,8 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ablate.config.checks import CONF_DIR, compose, stage_mixer_names
-from ablate.errors import WriteError
-from ablate.files import atomic_write
+from ablate.files import cached
 from ablate.model import MIXERS
 from ablate.reference import table5
 from ablate.specs import RunName, decides_result
@@ -47,10 +46,6 @@ def design(cfg: DictConfig) -> dict[str, Any]:
     return {key: value for key, read in _DESIGN.items() if (value := read(cfg, stages)) is not None}
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ablate"
-
-
 def _inputs_key() -> str:
     """A hash of everything a row's design is read from: every config file (the rows' own among them), which
     mixers use the pool size, this module, and Hydra's version (how configs compose)."""
@@ -71,18 +66,16 @@ def _row_designs() -> tuple[tuple[str, dict[str, Any]], ...]:
     """Each Table 5 row's design, by composing its config. 18 compositions take 2-3 s, which every run's start
     would pay to name itself; so they are kept in the user's cache folder under a hash of their inputs, and a run
     reads them there while none of those inputs has changed."""
-    path = _cache_dir() / f"table5-designs-{_inputs_key()}.json"
-    try:
+    def make() -> tuple[tuple[str, dict[str, Any]], ...]:
+        return tuple((row_id, design(compose([f"+sweep/table5={row_id}"]))) for row_id in table5.rows())
+
+    def read(path: Path) -> tuple[tuple[str, dict[str, Any]], ...]:
         return tuple((row_id, d) for row_id, d in json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):  # not there yet, or unreadable: composed again
-        pass
-    designs = tuple((row_id, design(compose([f"+sweep/table5={row_id}"]))) for row_id in table5.rows())
-    try:
-        text = json.dumps([[row_id, d] for row_id, d in designs])
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    except WriteError:  # a read-only home: every start composes them, as before
-        pass
-    return designs
+
+    def write(designs: tuple[tuple[str, dict[str, Any]], ...], path: Path) -> None:
+        path.write_text(json.dumps([[row_id, d] for row_id, d in designs]), encoding="utf-8")
+
+    return cached(f"table5-designs-{_inputs_key()}.json", make, read, write)
 
 
 def _format(value: Any) -> str:
