@@ -35,7 +35,14 @@ def _check_writable(folder: Path, key: str) -> None:
 
 class SweepCallback(Callback):
     """Checks that the output folder is writable and every job's config before the first one trains; writes the
-    report when the sweep ends."""
+    report when the sweep ends.
+
+    ``slurm_poll_s``: on the SLURM launcher, at most this many seconds between two looks at the jobs' states
+    (``hydra.callbacks.sweep.slurm_poll_s``): how late the sweep learns that a job ended without a result.
+    """
+
+    def __init__(self, slurm_poll_s: float = 30) -> None:
+        self.slurm_poll_s = slurm_poll_s
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check_writable(Path(config.hydra.run.dir), "hydra.run.dir")
@@ -44,7 +51,7 @@ class SweepCallback(Callback):
         _check_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
         if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
             from ablate.sweep.slurm import use_queue_states
-            use_queue_states()
+            use_queue_states(self.slurm_poll_s)
         jobs = job_overrides(config)
         try:
             configs = [compose(overrides) for overrides in jobs]  # checked, before torch and timm load (seconds)

@@ -13,7 +13,6 @@ from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
 log = logging.getLogger(__name__)
 GONE = "NOT_IN_QUEUE"  # the state of a job squeue no longer lists: it ended (submitit counts any unknown state done)
-POLL_S = 30  # at most this long between two looks at a job's state (submitit's own waits up to 10 minutes)
 
 
 class QueueWatcher(SlurmInfoWatcher):
@@ -76,6 +75,7 @@ def _squeue(job_ids: set[str]) -> dict[str, dict[str, str]] | None:
     return {job_id: {"JobID": job_id, "State": listed.get(job_id, GONE)} for job_id in job_ids}
 
 
-def use_queue_states() -> None:
-    """Make the SLURM launcher's jobs use ``QueueWatcher`` (in the sweep's own process, before it submits)."""
-    SlurmJob.watcher = QueueWatcher(delay_s=POLL_S)
+def use_queue_states(poll_s: float) -> None:
+    """Make the SLURM launcher's jobs use ``QueueWatcher`` (in the sweep's own process, before it submits), looking at
+    their states at most ``poll_s`` seconds apart (submitit's own watcher waits up to a minute)."""
+    SlurmJob.watcher = QueueWatcher(delay_s=poll_s)
