@@ -109,8 +109,4 @@ def test_four_jobs_on_two_slots(tmp_path):
     # Two workers, each on its own slot for all its jobs.
     assert len(workers) == 2 and sorted(s for slots in workers.values() for s in slots) == ["0", "1"]
     assert (out.stdout + out.stderr).count("report: ") == 1 and (tmp_path / "sweep/report/table.md").exists()
-
-    again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    said = again.stdout + again.stderr
-    assert said.count("already completed") == 4 and said.count("report: ") == 1
+    # A rerun skips the completed jobs: the same code in every launcher's job (test_sweep.py reruns one).
