@@ -472,8 +472,10 @@ def test_a_report_killed_while_publishing_leaves_the_old_one_whole(tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging, no old copy, no lock left
 
 
-# Publishes reports 0, 1, 2, ... of 20 files each into argv[1], saying each one's number once it is published.
-PUBLISHING = ("import sys, itertools\nfrom pathlib import Path\nfrom ablate.report.outdir import staged\n"
+# Publishes reports 0, 1, 2, ... of 20 files each into argv[1], saying each one's number once it is published. A
+# lease of 5 s, not 60: a lock marker that a kill left half-written (no pid) is waited on for a lease.
+PUBLISHING = ("import sys, itertools\nfrom pathlib import Path\nimport ablate.files\nablate.files.LEASE_S = 5\n"
+              "from ablate.report.outdir import staged\n"
               "for v in itertools.count():\n    with staged(Path(sys.argv[1])) as f:\n"
               "        for i in range(20):\n            (f / f'{i}.md').write_text(f'{v}' * 50_000)\n"
               "    print(v, flush=True)\n")
@@ -481,7 +483,7 @@ PUBLISHING = ("import sys, itertools\nfrom pathlib import Path\nfrom ablate.repo
 
 def next_published(child: subprocess.Popen, out: Path) -> int:
     """The number of the next report ``child`` says it published into ``out``. The bound covers a lock that a kill
-    left half-written, which is taken once its lease (60 s) has run out unrefreshed."""
+    left half-written, which is taken once its lease has run out unrefreshed."""
     ready, _, _ = select.select([child.stdout], [], [], 150)
     if not ready:
         lock = out.parent / f".{out.name}.lock"
@@ -491,7 +493,9 @@ def next_published(child: subprocess.Popen, out: Path) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_at_any_moment_leaves_a_whole_report(tmp_path):
+def test_kill_9_at_any_moment_leaves_a_whole_report(tmp_path, monkeypatch):
+    import ablate.files
+    monkeypatch.setattr(ablate.files, "LEASE_S", 5)  # as in the children (PUBLISHING)
     out = tmp_path / "report"
     rng = np.random.default_rng(0)
     for _ in range(6):

@@ -367,16 +367,16 @@ def check_resumed(tmp_path: Path, stop: Callable[[str], None], straight_history:
 @pytest.mark.slurm
 def test_a_job_at_its_time_limit_is_requeued_and_resumes(tmp_path, slurm):
     """SLURM's own timer: once the run has a checkpoint, its job's limit is cut to a minute or two, so SLURM sends the
-    USR2 that signal_delay_s asks for (60 s before the limit; its timer ticks every 30 s); submitit takes it for a
-    time-out (timeout_min <= 10) and requeues the job, which, given its limit back, resumes from the checkpoint. The
-    run is long, so that it is still going whenever the timer ticks; once resumed it is cancelled (resuming to the
-    end is the requeue tests' part)."""
+    USR2 that signal_delay_s asks for (the launcher config's 120 s before the limit; its timer ticks every 30 s);
+    submitit takes it for a time-out (timeout_min <= 10) and requeues the job, which, given its limit back, resumes
+    from the checkpoint. The run is long, so that it is still going when the timer ticks; once resumed it is
+    cancelled (resuming to the end is the requeue tests' part)."""
     def limit_reached(job: str) -> None:
-        # A limit 40 to 100 s away (limits are whole minutes from the job's start): SLURM signals at the first tick
-        # once the limit is within signal_delay_s + 30 s, at most 40 s from now, and kills at the limit, after that.
+        # A limit 60 to 120 s away (limits are whole minutes from the job's start), so within signal_delay_s at
+        # once: SLURM signals at its next tick, at most 30 s from now, and would kill at the limit, after that.
         ran = subprocess.run(["squeue", "--noheader", f"--jobs={job}", "--format=%M"], capture_output=True, text=True,
                              check=True).stdout.strip().split(":")
-        minutes = -(-(int(ran[-2]) * 60 + int(ran[-1]) + 40) // 60)
+        minutes = -(-(int(ran[-2]) * 60 + int(ran[-1]) + 60) // 60)
         subprocess.run(["scontrol", "update", f"jobid={job}", f"timelimit={minutes}"], check=True)
         wait_for("the requeue at the time limit", lambda: job_state(job) == "PENDING", 120)
         subprocess.run(["scontrol", "update", f"jobid={job}", "timelimit=10"], check=True)
@@ -387,8 +387,8 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes(tmp_path, slurm):
         subprocess.run(["scancel", job], check=True)
 
     code, err, run_dir = sweep_stopped_after_first_epoch(
-        tmp_path, ["model=xs", "train.epochs=1000"], limit_reached, "hydra.launcher.timeout_min=10",
-        "hydra.launcher.signal_delay_s=60", requeued=True, then=resumed_then_cancelled)
+        tmp_path, ["model=xs", "train.epochs=1000"], limit_reached, "hydra.launcher.timeout_min=10", requeued=True,
+        then=resumed_then_cancelled)
     assert code == 143, err[-3000:]
     logs = "".join(p.read_text() for p in (tmp_path / SWEEP / ".submitit").rglob("*.err"))
     assert "timed-out" in logs or "timed out" in logs, logs[-3000:]  # submitit's word: the limit, not a preemption
