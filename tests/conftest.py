@@ -25,6 +25,29 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return cores if "not slow" in (config.option.markexpr or "") else cores + 1
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest -n, the order that worksteal cuts into one share per worker (an idle worker then takes the end
+    of a busy one's share): every SLURM test in the first share, the one that needs the cluster alone first; the
+    other slow tests dealt round the other shares; the fast ones after them. In collection order the SLURM tests,
+    which wait on the scheduler much of their time, ran last and all at once, and the CPU sat half idle for the
+    suite's last 100 s; run one after the other from the start, their waits fill with the other shares' tests."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    if workers < 2:
+        return
+    slurm = [item for item in items if item.get_closest_marker("slurm")]
+    slurm.sort(key=lambda item: not item.get_closest_marker("slurm").kwargs.get("alone", False))
+    slow = [item for item in items if item.get_closest_marker("slow") and item not in slurm]
+    fast = iter([item for item in items if item not in slurm and item not in slow])
+    heads = [slurm] + [slow[k::workers - 1] for k in range(workers - 1)]
+    order, left = [], len(items)
+    for k, head in enumerate(heads):
+        share = left // (workers - k)  # worksteal's cut: what is left, over the workers still without a share
+        left -= share
+        order += head
+        order += [item for _, item in zip(range(len(items) - left - len(order)), fast)]
+    items[:] = order + list(fast)
+
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # The xdist workers already keep every core busy: torch's intra-op threads (one per core in each worker, and in
     # each interpreter a test starts) would only make the workers take turns on the same cores.
