@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A one-host SLURM for the `slurm` tests: munged, slurmctld and slurmd from Debian's packages (slurm-wlm, munge),
-# started as root with every file under one folder. Installs nothing; idempotent.
+# started as root with every file under one folder. Installs nothing; idempotent. Two nodes: this host, in the
+# default partition `debug`, and a second slurmd on the same host named `localhost` (a name that resolves here, as
+# a rendezvous address must), with this host in the partition `two`, where a job can span two nodes (nodes=2).
 #   .ci/slurm.sh start    start it (or find it running) and wait until `srun -n1 true` works
 #   .ci/slurm.sh status   exit 0 when it answers
 #   .ci/slurm.sh stop     stop its daemons; the folder stays for the logs
@@ -13,20 +15,24 @@ DIR=${ABLATE_SLURM_DIR:-/tmp/ablate-slurm}
 export SLURM_CONF=$DIR/slurm.conf
 HOST=$(hostname -s)
 SOCKET=$DIR/munge.socket
+# The second node's name; none on a host that is itself called localhost.
+SECOND=localhost
+[ "$HOST" != "$SECOND" ] || SECOND=""
+NODES=$HOST${SECOND:+,$SECOND}
 
 say() { echo "slurm.sh: $*" >&2; }
 
-answers() {
-    [ -f "$SLURM_CONF" ] && timeout 10 sinfo -h -n "$HOST" -o %t 2>/dev/null | grep -Eq '^(idle|mix|alloc)'
+answers() {  # every node up
+    [ -f "$SLURM_CONF" ] && [ "$(timeout 10 sinfo -h -N -n "$NODES" -o '%N %t' 2>/dev/null | sort -u |
+        grep -Ec ' (idle|mix|alloc)$')" = "$(tr , '\n' <<< "$NODES" | wc -l)" ]
 }
 
-write_config() {
-    mkdir -p "$DIR"/{state,spool,log}
+write_config() {  # to stdout
     local cpus mem_mb
     cpus=$(nproc)
     # All but a tenth of the host's memory: slurmd drains a node that has less than its RealMemory.
     mem_mb=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
-    cat >"$SLURM_CONF" <<EOF
+    cat <<EOF
 ClusterName=ablate-ci
 SlurmctldHost=$HOST
 SlurmUser=root
@@ -35,11 +41,11 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$SOCKET
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool
+SlurmdSpoolDir=$DIR/spool/%n
 SlurmctldPidFile=$DIR/slurmctld.pid
-SlurmdPidFile=$DIR/slurmd.pid
+SlurmdPidFile=$DIR/slurmd.%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+SlurmdLogFile=$DIR/log/slurmd.%n.log
 # No cgroups: processes tracked by parent pid, tasks not bound (containers often lack a writable cgroup tree).
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -60,8 +66,13 @@ InactiveLimit=0
 MinJobAge=30
 KillWait=10
 Waittime=0
-NodeName=$HOST CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+NodeName=$HOST CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN Port=6818
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+EOF
+    # Its own port; it shares this host's cores and memory with the first.
+    [ -z "$SECOND" ] || cat <<EOF
+NodeName=$SECOND NodeHostname=$HOST NodeAddr=127.0.0.1 Port=6819 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+PartitionName=two Nodes=$NODES MaxTime=INFINITE State=UP
 EOF
 }
 
@@ -86,10 +97,18 @@ start() {
     command -v slurmctld >/dev/null && command -v munged >/dev/null \
         || { say "slurm-wlm and munge are not installed (apt-get install slurm-wlm munge)"; exit 1; }
     if answers; then say "up ($SLURM_CONF)"; return; fi
-    write_config
+    mkdir -p "$DIR"/{state,spool,log}
+    local config
+    config=$(write_config)
+    # A cluster of another config (an older version of this script) is stopped first: slurmctld reads nodes at start.
+    if [ "$config" != "$(cat "$SLURM_CONF" 2>/dev/null)" ]; then
+        stop
+        echo "$config" >"$SLURM_CONF"
+    fi
     start_munge
     running "$DIR/slurmctld.pid" || slurmctld
-    running "$DIR/slurmd.pid" || slurmd
+    running "$DIR/slurmd.$HOST.pid" || slurmd
+    [ -z "$SECOND" ] || running "$DIR/slurmd.$SECOND.pid" || slurmd -N "$SECOND"
     for _ in $(seq 60); do
         if answers; then
             timeout 30 srun -n1 -t 1 true || { say "srun -n1 true failed; logs: $DIR/log"; exit 1; }
@@ -97,7 +116,7 @@ start() {
             return
         fi
         # A node left down or drained by an earlier run (e.g. a test that set it down) is taken back.
-        scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true
+        scontrol update nodename="$NODES" state=resume >/dev/null 2>&1 || true
         sleep 0.5
     done
     say "no idle node after 30 s; logs: $DIR/log"
@@ -105,13 +124,15 @@ start() {
 }
 
 stop() {
-    local f
-    for f in slurmd slurmctld munged; do
-        if running "$DIR/$f.pid"; then kill "$(cat "$DIR/$f.pid")"; fi
+    local f pids=("$DIR"/slurmd*.pid "$DIR/slurmctld.pid" "$DIR/munged.pid")
+    for f in "${pids[@]}"; do
+        if running "$f"; then kill "$(cat "$f")"; fi
     done
     for _ in $(seq 40); do
-        running "$DIR/slurmd.pid" || running "$DIR/slurmctld.pid" || running "$DIR/munged.pid" || return 0
-        sleep 0.25
+        for f in "${pids[@]}"; do
+            if running "$f"; then sleep 0.25; continue 2; fi
+        done
+        return 0
     done
     say "daemons still running after 10 s"
     exit 1

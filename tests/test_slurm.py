@@ -17,7 +17,10 @@ import pandas as pd
 import pytest
 from filelock import FileLock
 
+from ablate import compose
+from ablate.config.spec import to_spec
 from ablate.run.slurm_tasks import adopt_slurm_tasks, first_host
+from ablate.run.train import run
 from ablate.sweep.jobs import job_dirname
 
 TINY = ["model=xs", "train.epochs=1"]
@@ -167,6 +170,38 @@ def test_a_sweep_of_two_runs_of_two_tasks_trains_each_on_both(tmp_path, slurm, t
     assert ours["top1"] == pytest.approx(theirs["top1"], abs=0.3)  # 0.3: one val image in 360 (thread counts)
 
 
+TWO_NODES = "two"  # .ci/slurm.sh's partition of two nodes: this host's slurmd and a second one on it
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_run_over_two_nodes_trains_on_both(tmp_path, slurm):
+    """nodes=2, a task on each: ranks, world size and the rendezvous (the first node) from SLURM's environment, as
+    on a cluster of several hosts. It trains as one process does with the same global batch in two accumulated
+    micro-batches (nothing random in this recipe: only float summation order may differ)."""
+    partitions = subprocess.run(["sinfo", "--noheader", "--format=%R"], capture_output=True, text=True,
+                                check=True).stdout.split()
+    if TWO_NODES not in partitions:
+        pytest.skip(f"no partition {TWO_NODES!r} of two nodes on this cluster (.ci/slurm.sh makes one)")
+    args = ["pool_size=3", *TINY, "train.global_batch=128"]
+    out = run_sweep(tmp_path, "hydra.launcher.nodes=2", "hydra.launcher.tasks_per_node=1",
+                    f"hydra.launcher.partition={TWO_NODES}", *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (two,) = records(tmp_path / SWEEP).values()
+    started = "".join(p.read_text() for p in (tmp_path / SWEEP / ".submitit").rglob("*_log.out"))
+    for rank in range(2):  # submitit's line at each task's start: which node of how many, which rank
+        assert f"node={rank}(2), global_rank={rank}(2)" in started, started[-3000:]
+    assert (two["status"], two["world_size"], two["accum_steps"]) == ("completed", 2, 1)
+
+    one = run(to_spec(compose(args), args), tmp_path / "one")
+    assert (one.world_size, one.accum_steps) == (1, 2)
+    for key in ("fingerprint", "config", "global_batch", "epochs", "params_m"):
+        assert two[key] == getattr(one, key), key
+    assert two["train_loss"] == pytest.approx(one.train_loss, rel=1e-5)
+    assert two["val_loss"] == pytest.approx(one.val_loss, rel=1e-5)
+    assert abs(two["top1"] - one.top1) <= 100 / 360  # at most one of the 360 val images
+
+
 LAUNCHERS = {
     "basic": [],
     "parallel": ["hydra/launcher=parallel", "hydra.launcher.n_jobs=1"],
@@ -221,8 +256,9 @@ def node_down_and_back(job: str) -> None:
 
 
 def node_state(host: str) -> str:
-    return subprocess.run(["sinfo", "--noheader", f"--nodes={host}", "--format=%T"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    """The node's state (sinfo lists it once per partition that holds it)."""
+    return next(iter(subprocess.run(["sinfo", "--noheader", f"--nodes={host}", "--format=%T"], capture_output=True,
+                                    text=True, check=True).stdout.split()), "")
 
 
 def job_state(job: str) -> str:
