@@ -16,7 +16,7 @@ from ablate.config.spec import to_spec
 from ablate.data import DataBundle
 from ablate.record import RunRecord
 from ablate.run.distributed import Dist
-from ablate.run.train import setup, train_one_epoch
+from ablate.run.train import run, setup, train_one_epoch
 
 CPU = torch.device("cpu")
 
@@ -131,14 +131,12 @@ def test_ddp_with_accumulation_trains_as_one_process_does(tmp_path, torchrun):
     # 2 processes × 32 × 2 micro-batches against 1 × 32 × 4: the same 128 images a step (the sampler interleaves
     # ranks), and nothing random in this recipe, so only float summation order may differ; the all-reduce is
     # skipped on the first micro-batch of each step (no_sync), which must not lose its gradient.
-    args = ["-m", "ablate", "model=xs", "train.epochs=1", "train.warmup_epochs=0", "train.batch_size=32",
-            "train.global_batch=128"]
-    for launch, where in (([sys.executable], "one"), (torchrun, "two")):
-        out = subprocess.run([*launch, *args, f"hydra.run.dir={where}"], cwd=tmp_path, capture_output=True,
-                             text=True, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
-    one, two = (RunRecord.from_dict(json.loads((tmp_path / where / "results.json").read_text()))
-                for where in ("one", "two"))
+    args = ["model=xs", "train.epochs=1", "train.warmup_epochs=0", "train.batch_size=32", "train.global_batch=128"]
+    out = subprocess.run([*torchrun, "-m", "ablate", *args, "hydra.run.dir=two"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    two = RunRecord.from_dict(json.loads((tmp_path / "two/results.json").read_text()))
+    one = run(to_spec(compose(args), args), tmp_path / "one")  # in this process
     assert (one.world_size, one.accum_steps, two.world_size, two.accum_steps) == (1, 4, 2, 2)
     assert two.train_loss == pytest.approx(one.train_loss, rel=1e-5)
     assert two.val_loss == pytest.approx(one.val_loss, rel=1e-5)

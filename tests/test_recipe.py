@@ -26,6 +26,7 @@ from timm.scheduler import create_scheduler_v2
 from torch.utils.data import TensorDataset
 
 from ablate import build_model, compose
+from ablate.record import read_val_correct
 
 # The paper's recipe (paper-notes.md §2): lr 1e-3 per 1024 images of the global batch, AdamW with weight decay 0.05,
 # 5 warmup epochs from 1e-6, cosine over 300 epochs to 1e-5, then 10 cool-down epochs at 1e-5; label smoothing 0.1;
@@ -419,6 +420,9 @@ def test_a_run_under_torchrun_resumes_exactly(tmp_path, folder_args, torchrun):
                               capture_output=True, text=True, timeout=600)
     whole = launch("-m", "ablate", where="whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
+    record = json.loads((tmp_path / "whole/results.json").read_text())
+    correct = read_val_correct(tmp_path / "whole")  # both ranks' halves of the val set, gathered
+    assert record["world_size"] == 2 and len(correct) == 4 and 100 * correct.mean() == pytest.approx(record["top1"])
     stopped = launch(str(script), where="split")
     assert stopped.returncode != 0
     record = json.loads((tmp_path / "split/results.json").read_text())
@@ -429,3 +433,5 @@ def test_a_run_under_torchrun_resumes_exactly(tmp_path, folder_args, torchrun):
     assert json.loads((tmp_path / "split/results.json").read_text())["status"] == "completed"
     assert len(comparable(tmp_path / "whole")) == 2
     assert comparable(tmp_path / "split") == comparable(tmp_path / "whole")
+    # Rank 1 wrote nothing of its own (no run folder, no Hydra outputs/).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interrupting.py", "photos", "split", "whole"]
