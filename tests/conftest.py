@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +35,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     workers = getattr(config, "workerinput", {}).get("workercount", 1)
     if workers < 2:
         return
-    slurm = [item for item in items if item.get_closest_marker("slurm")]
-    slurm.sort(key=lambda item: not item.get_closest_marker("slurm").kwargs.get("alone", False))
-    slow = [item for item in items if item.get_closest_marker("slow") and item not in slurm]
-    fast = iter([item for item in items if item not in slurm and item not in slow])
+    def kind(item: pytest.Item) -> str:
+        return "slurm" if item.get_closest_marker("slurm") else "slow" if item.get_closest_marker("slow") else "fast"
+    slurm = sorted((item for item in items if kind(item) == "slurm"),
+                   key=lambda item: not item.get_closest_marker("slurm").kwargs.get("alone", False))
+    slow = [item for item in items if kind(item) == "slow"]
+    fast = iter([item for item in items if kind(item) == "fast"])
     heads = [slurm] + [slow[k::workers - 1] for k in range(workers - 1)]
-    order, left = [], len(items)
+    order, cut = [], 0
     for k, head in enumerate(heads):
-        share = left // (workers - k)  # worksteal's cut: what is left, over the workers still without a share
-        left -= share
+        cut += (len(items) - cut) // (workers - k)  # worksteal's cut: what is left, over the workers without a share
         order += head
-        order += [item for _, item in zip(range(len(items) - left - len(order)), fast)]
+        order += islice(fast, max(0, cut - len(order)))  # fast tests up to the share's end
     items[:] = order + list(fast)
 
 
