@@ -4,6 +4,7 @@ import gc
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -147,13 +148,32 @@ def slurm_conf() -> Path:
 
 
 @pytest.fixture
-def slurm(slurm_conf: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
+def slurm(slurm_conf: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+          tmp_path: Path) -> Iterator[Path]:
     """SLURM's commands, and the processes a test starts, on that cluster. A test marked ``slurm(alone=True)`` (one
     that sets the node down, which ends every job on it) runs while no other slurm test does (pytest -n): each holds
-    a lock in the cluster's folder, shared, or for those exclusive."""
+    a lock in the cluster's folder, shared, or for those exclusive. The jobs a test submitted from its folder are
+    cancelled at its end: one that failed midway would leave them holding the node's CPUs for the tests after it."""
     monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
     marker = request.node.get_closest_marker("slurm")
     alone = marker is not None and marker.kwargs.get("alone", False)
     with open(slurm_conf.parent / "tests.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-        yield slurm_conf
+        try:
+            yield slurm_conf
+        finally:
+            queue = subprocess.run(["squeue", "--noheader", "--array", "--format=%i %Z"], capture_output=True,
+                                   text=True, timeout=60).stdout
+            ours = [job for job, _, folder in (line.partition(" ") for line in queue.splitlines())
+                    if Path(folder).is_relative_to(tmp_path)]
+            if ours:
+                subprocess.run(["scancel", *ours], capture_output=True, timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def _sigterm_handler_kept() -> Iterator[None]:
+    """A test that runs the CLI's main() in this process leaves its SIGTERM handler (a run stops as on Ctrl-C) in
+    the worker; put back, SIGTERM ends the worker as before (a CI job's time-out ends the workers with it)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)

@@ -40,7 +40,7 @@ def sweep_command(tmp_path: Path, *args: str) -> list[str]:
             f"hydra.launcher.name={job_name(tmp_path)}", "hydra.callbacks.sweep.slurm_poll_s=2", *args]
 
 
-def run_sweep(tmp_path: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_sweep(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(sweep_command(tmp_path, *args), cwd=tmp_path, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -369,7 +369,7 @@ def straight_history(tmp_path_factory, worker_id) -> pd.DataFrame:
         if not (where / "run/history.csv").is_file():
             where.mkdir(exist_ok=True)
             out = subprocess.run([sys.executable, "-m", "ablate", *STOPPED_RUN, "hydra.run.dir=run"], cwd=where,
-                                 capture_output=True, text=True, timeout=900)
+                                 capture_output=True, text=True, timeout=600)
             assert out.returncode == 0, out.stderr[-3000:]
     return pd.read_csv(where / "run/history.csv")
 
