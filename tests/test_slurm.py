@@ -55,7 +55,9 @@ def wait_for(what: str, condition, timeout: float, proc: subprocess.Popen | None
     end = time.monotonic() + timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the sweep ended (exit {proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
+            # communicate, not read(): a limit, should a process the sweep started still hold its stderr open.
+            pytest.fail(f"the sweep ended (exit {proc.returncode}) before {what}: "
+                        f"{proc.communicate(timeout=30)[1][-3000:]}")
         if time.monotonic() > end:
             pytest.fail(f"no {what} after {timeout:.0f} s")
         time.sleep(1)
